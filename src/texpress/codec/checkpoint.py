@@ -1,0 +1,113 @@
+"""Checkpoint I/O: the model config plus tensors (weights and entropy-coder CDF tables), never pickled
+modules. `.safetensors` files keep the config in the header metadata; anything else is a torch file
+read back with weights_only=True."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from texpress.codec.config import ModelConfig
+from texpress.codec.model import TexpressModel
+from texpress.errors import CheckpointError, ConfigError
+
+FORMAT = "texpress-checkpoint"
+FORMAT_VERSION = 1
+
+
+def fingerprint(model: TexpressModel) -> str:
+    """A hash of every tensor in the state dict (weights and CDF tables), 32 hex digits.
+
+    Two models decode each other's bitstreams only if their fingerprints match."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:32]
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None) -> TexpressModel:
+    if seed is not None:
+        torch.manual_seed(seed)
+    return TexpressModel(cfg)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict[str, Any] | None = None,
+                    update: bool = True) -> str:
+    """Write a ready-to-code checkpoint (CDF tables refreshed unless update=False); returns its fingerprint."""
+    model = getattr(model, "module", model)  # unwrap DDP
+    if update:
+        model.update(force=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fp = fingerprint(model)
+    meta = dict(meta or {})
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(model.config.to_dict()),
+                  "fingerprint": fp, "meta": json.dumps(meta)}
+        _atomic_write(path, lambda p: save_file(state, str(p), metadata=header))
+    else:
+        payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+                   "fingerprint": fp, "meta": meta, "state_dict": state}
+        _atomic_write(path, lambda p: torch.save(payload, p))
+    return fp
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw payload: format, config (dict), fingerprint, meta, state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            payload = {"format": header.get("format"), "format_version": int(header.get("format_version", 0)),
+                       "config": json.loads(header["config"]), "fingerprint": header.get("fingerprint"),
+                       "meta": json.loads(header.get("meta", "{}")), "state_dict": state}
+        else:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # corrupt zip, wrong file, unpickling refused: all one user error
+        raise CheckpointError(f"{path}: not a readable texpress checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a texpress checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> TexpressModel:
+    """Build the model from the stored config and load its tensors; returned in eval mode."""
+    payload = read_checkpoint(path)
+    try:
+        cfg = ModelConfig.from_dict(payload["config"])
+        model = TexpressModel(cfg)
+        model.load_state_dict(payload["state_dict"])
+    except (ConfigError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0]})") from None
+    return model.eval()

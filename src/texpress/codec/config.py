@@ -1,0 +1,98 @@
+"""Model configuration: one frozen dataclass describes a codec fully, presets are named instances.
+
+A pruned or slimmed model is just another ModelConfig (narrower widths, fewer blocks), so every
+variant builds, saves and loads through the same code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from texpress.errors import ConfigError
+
+UPSCALE_KINDS = ("deconv", "subpixel")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one codec.
+
+    enc_widths: stem width, then the output width of each of the four stride-2 stages.
+    gen_widths: residual-trunk width, then the output width of each of the four upscale blocks.
+    """
+
+    enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
+    latent_channels: int = 220
+    gen_widths: tuple[int, ...] = (960, 480, 240, 120, 60)
+    res_blocks: int = 9
+    hyper_channels: int = 320
+    upscale: str = "deconv"
+    stem_kernel: int = 7
+    out_kernel: int = 7
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
+        object.__setattr__(self, "gen_widths", tuple(int(w) for w in self.gen_widths))
+        if len(self.enc_widths) != 5 or len(self.gen_widths) != 5:
+            raise ConfigError("enc_widths and gen_widths need 5 entries each (stem/trunk + 4 stages)")
+        ints = [*self.enc_widths, *self.gen_widths, self.latent_channels, self.hyper_channels]
+        if any(w < 1 for w in ints) or self.res_blocks < 0:
+            raise ConfigError("widths and channel counts must be positive, res_blocks >= 0")
+        if self.upscale not in UPSCALE_KINDS:
+            raise ConfigError(f"upscale must be one of {', '.join(UPSCALE_KINDS)}, got {self.upscale!r}")
+        if self.stem_kernel % 2 == 0 or self.out_kernel % 2 == 0:
+            raise ConfigError("stem_kernel and out_kernel must be odd")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, ints, str) so checkpoints load with weights_only=True."""
+        d = asdict(self)
+        d["enc_widths"] = list(self.enc_widths)
+        d["gen_widths"] = list(self.gen_widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Mentzer et al. 2020, "High-Fidelity Generative Image Compression".
+    "hific": ModelConfig(),
+    # Decoder cost close to CompressAI's bmshj2018-hyperprior (N=128, M=192), ~40 kMAC/px.
+    "base": ModelConfig(
+        enc_widths=(32, 64, 96, 128, 192),
+        latent_channels=192,
+        gen_widths=(192, 128, 96, 64, 32),
+        res_blocks=3,
+        hyper_channels=128,
+        upscale="subpixel",
+        stem_kernel=5,
+        out_kernel=5,
+    ),
+    # Trains on a laptop CPU; decodes several times faster than `base`.
+    "lite": ModelConfig(
+        enc_widths=(16, 32, 64, 96, 128),
+        latent_channels=96,
+        gen_widths=(96, 64, 32, 24, 12),
+        res_blocks=2,
+        hyper_channels=64,
+        upscale="subpixel",
+        stem_kernel=3,
+        out_kernel=3,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,117 @@
+"""The HiFiC-style codec: encoder E, generator G, mean-scale hyperprior, on CompressAI's entropy models."""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models import CompressionModel
+from compressai.ops import quantize_ste
+from torch import nn
+
+from texpress.codec.config import ModelConfig
+from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, up_block
+
+DOWNSCALE = 16  # encoder stride
+PAD_MULTIPLE = 64  # encoder (16) times hyper-analysis (4): inputs are padded to this
+
+
+class Encoder(nn.Module):
+    """Stem conv, four stride-2 blocks (conv, ChannelNorm, ReLU), conv to the latent y."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.enc_widths
+        layers: list[nn.Module] = [conv(3, w[0], cfg.stem_kernel), ChannelNorm(w[0]), nn.ReLU(inplace=True)]
+        layers += [down_block(w[i], w[i + 1]) for i in range(4)]
+        layers.append(conv(w[4], cfg.latent_channels, 3))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Generator(nn.Module):
+    """Conv from y, residual blocks, four upscale blocks, conv to RGB."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.gen_widths
+        self.head = nn.Sequential(conv(cfg.latent_channels, w[0], 3), ChannelNorm(w[0]))
+        self.blocks = nn.Sequential(*[ResidualBlock(w[0]) for _ in range(cfg.res_blocks)])
+        self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], cfg.upscale) for i in range(4)])
+        self.tail = conv(w[4], 3, cfg.out_kernel)
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        h = self.head(y_hat)
+        h = h + self.blocks(h)  # long skip over the trunk, as in HiFiC
+        return self.tail(self.ups(h))
+
+
+def hyper_analysis(c_y: int, n: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(c_y, n, 3), nn.LeakyReLU(inplace=True),
+        conv(n, n, 5, stride=2), nn.LeakyReLU(inplace=True),
+        conv(n, n, 5, stride=2),
+    )
+
+
+def hyper_synthesis(c_y: int, n: int) -> nn.Sequential:
+    """Predicts the means and scales of y from z_hat (Minnen et al. 2018, mean-scale)."""
+    mid = max(n, c_y * 3 // 2)
+    return nn.Sequential(
+        nn.ConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1), nn.LeakyReLU(inplace=True),
+        nn.ConvTranspose2d(n, mid, 5, stride=2, padding=2, output_padding=1), nn.LeakyReLU(inplace=True),
+        conv(mid, 2 * c_y, 3),
+    )
+
+
+class TexpressModel(CompressionModel):
+    """Encoder, generator and mean-scale hyperprior in one CompressionModel.
+
+    The generator always sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
+    training), so what it learns to decode is exactly what the bitstream carries.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.generator = Generator(cfg)
+        self.h_a = hyper_analysis(cfg.latent_channels, cfg.hyper_channels)
+        self.h_s = hyper_synthesis(cfg.latent_channels, cfg.hyper_channels)
+        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
+        self.gaussian_conditional = GaussianConditional(None)
+
+    def _y_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        return scales, means
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.encoder(x)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales, means = self._y_params(z_hat)
+        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        y_hat = quantize_ste(y - means) + means
+        x_hat = self.generator(y_hat)
+        return {"x_hat": x_hat, "y": y, "y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def compress(self, x: torch.Tensor) -> dict:
+        y = self.encoder(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        scales, means = self._y_params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
+
+    def decompress_latent(self, strings: list, shape: tuple[int, int]) -> torch.Tensor:
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        scales, means = self._y_params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        return self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means)
+
+    def decompress(self, strings: list, shape: tuple[int, int]) -> dict:
+        y_hat = self.decompress_latent(strings, shape)
+        return {"x_hat": self.generator(y_hat).clamp_(0, 1), "y_hat": y_hat}
