@@ -9,12 +9,14 @@ import typer
 from texpress.console import fail
 from texpress.errors import TexpressError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="texpress: a learned image codec and the pipeline that trains and ships it.")
 
 
-def _register() -> None:
+def build_app() -> typer.Typer:
+    """The full command tree; each layer adds its own sub-commands."""
     from texpress.codec import commands as codec_commands
+
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                      help="texpress: a learned image codec and the pipeline that trains and ships it.")
 
     codec_commands.register(app)
     for module in ("texpress.data.commands", "texpress.train.commands", "texpress.evaluate.commands"):
@@ -25,11 +27,12 @@ def _register() -> None:
                 raise
             continue
         mod.register(app)
+    return app
 
 
 def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from compressai
-    _register()
+    app = build_app()
     try:
         app()
     except TexpressError as exc:

@@ -68,9 +68,9 @@ PRESETS: dict[str, ModelConfig] = {
     "hific": ModelConfig(),
     # Decoder cost close to CompressAI's bmshj2018-hyperprior (N=128, M=192), ~40 kMAC/px.
     "base": ModelConfig(
-        enc_widths=(32, 64, 96, 128, 192),
+        enc_widths=(24, 48, 96, 128, 192),
         latent_channels=192,
-        gen_widths=(192, 128, 96, 64, 32),
+        gen_widths=(192, 128, 96, 48, 24),
         res_blocks=3,
         hyper_channels=128,
         upscale="subpixel",

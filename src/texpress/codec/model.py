@@ -13,6 +13,7 @@ from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, 
 
 DOWNSCALE = 16  # encoder stride
 PAD_MULTIPLE = 64  # encoder (16) times hyper-analysis (4): inputs are padded to this
+PARAM_GRID = 1024.0  # inference-time means and scales are multiples of 1/PARAM_GRID
 
 
 class Encoder(nn.Module):
@@ -83,7 +84,17 @@ class TexpressModel(CompressionModel):
         self.gaussian_conditional = GaussianConditional(None)
 
     def _y_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        """Scales and means of y. Outside training they are computed in float64 and snapped to a
+        2^-10 grid: the decoder must reproduce them bit for bit (they pick the entropy coder's
+        tables and offset every latent), and float32 transposed convs drift in the last bits with
+        the thread count."""
+        if self.training:
+            params = self.h_s(z_hat)
+        else:
+            weights = {k: v.double() for k, v in self.h_s.state_dict().items()}
+            params = torch.func.functional_call(self.h_s, weights, (z_hat.double(),))
+            params = params.mul_(PARAM_GRID).round_().div_(PARAM_GRID).float()
+        scales, means = params.chunk(2, dim=1)
         return scales, means
 
     def forward(self, x: torch.Tensor) -> dict:

@@ -1,0 +1,221 @@
+"""CLI commands of the codec layer: compress, decompress, info, models."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error, warn
+from texpress.errors import TexpressError
+
+models_app = typer.Typer(no_args_is_help=True, help="List presets, create and inspect checkpoints.")
+
+MODEL_OPTION = typer.Option(..., "--model", "-m", help="Checkpoint file (.ckpt or .safetensors).")
+OUT_OPTION = typer.Option(..., "--output", "-o", help="Output folder (created if missing).")
+FORCE_OPTION = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
+MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", help="Refuse images above this many pixels "
+                                 "[default: $TEXPRESS_MAX_PIXELS or 100,000,000].")
+
+
+@dataclass
+class BatchSummary:
+    images: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def table(self, title: str) -> Table:
+        t = Table(title=title, show_header=False, title_justify="left")
+        bpp = 8.0 * (self.bytes_out if title == "compress" else self.bytes_in) / self.pixels if self.pixels else 0.0
+        rows = [("images", f"{self.images}"), ("failed", f"{self.failed}"), ("bytes in", f"{self.bytes_in:,}"),
+                ("bytes out", f"{self.bytes_out:,}"), ("mean bpp", f"{bpp:.4f}"), ("time", f"{self.seconds:.2f} s")]
+        for k, v in rows:
+            t.add_row(k, v)
+        return t
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: str, force: bool,
+              work: Callable[[Path], tuple[bytes | None, Callable[[Path], None] | None, int]]) -> BatchSummary:
+    """Runs `work` on each input and writes its output atomically; a failing input is reported on
+    one line and the batch goes on. `work` returns (data or None, writer or None, pixels)."""
+    from texpress.codec.files import expand, write_atomic
+
+    summary = BatchSummary()
+    jobs, problems = expand(inputs, out_dir, suffixes, out_suffix)
+    for path, reason in problems:
+        report_item_error(str(path), reason)
+        summary.failed += 1
+    start = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(title, total=len(jobs))
+        for job in jobs:
+            try:
+                if job.target.exists() and not force:
+                    raise TexpressError(f"output {job.target} exists (use --force to overwrite)")
+                try:
+                    size_in = job.source.stat().st_size
+                except OSError:
+                    size_in = 0
+                data, writer, pixels = work(job.source)
+                write_atomic(job.target, data, writer=writer)
+                summary.images += 1
+                summary.bytes_in += size_in
+                summary.bytes_out += job.target.stat().st_size
+                summary.pixels += pixels
+            except TexpressError as exc:
+                report_item_error(str(job.source), str(exc))
+                summary.failed += 1
+            except OSError as exc:
+                report_item_error(str(job.source), exc.strerror or str(exc))
+                summary.failed += 1
+            progress.advance(task)
+    summary.seconds = time.perf_counter() - start
+    out_console.print(summary.table(title))
+    return summary
+
+
+def _exit_for(summary: BatchSummary) -> None:
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def _load_codec(model: Path, max_pixels: Optional[int]):
+    from texpress.codec.api import Codec
+
+    return Codec.from_checkpoint(model, max_pixels=max_pixels)
+
+
+def compress(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (walked recursively)."),
+    output: Path = OUT_OPTION,
+    model: Path = MODEL_OPTION,
+    force: bool = FORCE_OPTION,
+    max_pixels: Optional[int] = MAX_PIXELS_OPTION,
+) -> None:
+    """Compress images to .tpx files, mirroring folder structure under OUTPUT."""
+    from texpress.codec.files import IMAGE_SUFFIXES
+
+    codec = _load_codec(model, max_pixels)
+
+    def work(path: Path):
+        image = codec.load(path)
+        for note in image.warnings:
+            warn(f"{path}: {note}")
+        data = codec.encode(image)
+        return data, None, image.width * image.height
+
+    _exit_for(run_batch("compress", inputs, output, IMAGE_SUFFIXES, ".tpx", force, work))
+
+
+def decompress(
+    inputs: list[Path] = typer.Argument(..., help=".tpx files and/or folders (walked recursively)."),
+    output: Path = OUT_OPTION,
+    model: Path = MODEL_OPTION,
+    force: bool = FORCE_OPTION,
+    max_pixels: Optional[int] = MAX_PIXELS_OPTION,
+) -> None:
+    """Restore .tpx files to PNG images (the model must be the one that made them)."""
+    codec = _load_codec(model, max_pixels)
+
+    def work(path: Path):
+        image = codec.decompress(path.read_bytes())
+        return None, lambda tmp: image.save(tmp, format="PNG"), image.width * image.height
+
+    summary = run_batch("decompress", inputs, output, {".tpx"}, ".png", force, work)
+    _exit_for(summary)
+
+
+def info(file: Path = typer.Argument(..., help="A .tpx file.")) -> None:
+    """Print a .tpx header as JSON (no model needed); checks the checksum too."""
+    from texpress.codec import bitstream
+    from texpress.codec.api import bits_per_pixel
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise fail(f"{file}: {exc.strerror or exc}")
+    payload = bitstream.unpack(data)
+    h = payload.header
+    record = {"file": str(file), "bytes": len(data), **h.to_dict(),
+              "bpp": round(bits_per_pixel(len(data), h.width, h.height), 6), "checksum": "ok"}
+    out_console.print_json(json.dumps(record))
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Each preset with parameter counts and kMAC per pixel, counted from the modules."""
+    from texpress.codec.complexity import measure
+    from texpress.codec.config import PRESETS
+    from texpress.codec.model import DOWNSCALE, TexpressModel
+
+    rows = []
+    for name, cfg in PRESETS.items():
+        cx = measure(TexpressModel(cfg))
+        rows.append({"preset": name, **cx.to_dict(), "latent": f"{cfg.latent_channels}xH/{DOWNSCALE}xW/{DOWNSCALE}",
+                     "upscale": cfg.upscale, "config": cfg.to_dict()})
+    if as_json:
+        out_console.print_json(json.dumps(rows))
+        return
+    t = Table(title="texpress presets (kMAC per input pixel; decoder = hyper-synthesis + generator)")
+    for col in ("preset", "enc params", "dec params", "enc kMAC/px", "dec kMAC/px", "latent y", "upscale"):
+        t.add_column(col, justify="left" if col in ("preset", "latent y", "upscale") else "right")
+    for r in rows:
+        t.add_row(r["preset"], f"{r['encoder_params'] / 1e6:.2f} M", f"{r['decoder_params'] / 1e6:.2f} M",
+                  f"{r['encoder_kmac_per_px']:.1f}", f"{r['decoder_kmac_per_px']:.1f}", r["latent"], r["upscale"])
+    out_console.print(t)
+
+
+@models_app.command("init")
+def models_init(
+    preset: str = typer.Option(..., "--preset", "-p", help="Preset name (see `texpress models list`)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.ckpt or .safetensors)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the initial weights."),
+    upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv or subpixel."),
+    force: bool = FORCE_OPTION,
+) -> None:
+    """Write an untrained, ready-to-code checkpoint (for tests and as a training start)."""
+    from texpress.codec.checkpoint import build_model, save_checkpoint
+    from texpress.codec.config import get_preset
+
+    if output.exists() and not force:
+        raise fail(f"{output} exists (use --force to overwrite)")
+    cfg = get_preset(preset)
+    if upscale:
+        cfg = cfg.replace(upscale=upscale)
+    fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+    out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})")
+
+
+@models_app.command("show")
+def models_show(checkpoint: Path = typer.Argument(..., help="Checkpoint file.")) -> None:
+    """Print a checkpoint's config, fingerprint, metadata and measured complexity as JSON."""
+    from texpress.codec.checkpoint import load_model, read_checkpoint
+    from texpress.codec.complexity import measure
+
+    payload = read_checkpoint(checkpoint)
+    cx = measure(load_model(checkpoint))
+    out_console.print_json(json.dumps({"file": str(checkpoint), "fingerprint": payload["fingerprint"],
+                                       "config": payload["config"], "meta": payload["meta"], **cx.to_dict()}))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(compress)
+    app.command()(decompress)
+    app.command()(info)
+    app.add_typer(models_app, name="models")

@@ -1,0 +1,63 @@
+"""File plumbing for the batch commands: expanding inputs to jobs, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl"}
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def expand(inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: str) -> tuple[list[Job], list[tuple[Path, str]]]:
+    """Files map to OUT/name; folders are walked recursively and mirrored under OUT by relative path.
+
+    Inside folders only files with one of `suffixes` are taken; a file named explicitly is always
+    tried. Returns the jobs and (path, reason) for inputs that cannot even be attempted."""
+    jobs: list[Job] = []
+    problems: list[tuple[Path, str]] = []
+    seen_targets: dict[Path, Path] = {}
+
+    def add(source: Path, rel: Path) -> None:
+        target = out_dir / rel.with_suffix(out_suffix)
+        other = seen_targets.get(target)
+        if other is not None:
+            problems.append((source, f"would write the same output as {other} ({target})"))
+            return
+        seen_targets[target] = source
+        jobs.append(Job(source, target))
+
+    for inp in inputs:
+        if inp.is_dir():
+            for root, dirs, files in os.walk(inp):
+                dirs.sort()
+                for name in sorted(files):
+                    path = Path(root) / name
+                    if path.suffix.lower() in suffixes and not name.startswith("."):
+                        add(path, path.relative_to(inp))
+        elif inp.exists() or inp.is_symlink():
+            add(inp, Path(inp.name))
+        else:
+            problems.append((inp, "no such file or directory"))
+    return jobs, problems
+
+
+def write_atomic(target: Path, data: bytes | None = None, *, writer=None) -> None:
+    """Write to a hidden temporary name beside the target and rename it into place when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
+    try:
+        if writer is not None:
+            writer(tmp)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

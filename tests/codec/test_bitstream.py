@@ -1,0 +1,71 @@
+"""The .tpx container: every corruption is a BitstreamError (one line), never a crash or a hang."""
+
+import json
+import zlib
+
+import pytest
+
+from texpress.codec import bitstream
+from texpress.codec.api import Codec
+from texpress.errors import BitstreamError, ModelMismatchError
+
+from .conftest import crop
+
+
+@pytest.fixture(scope="module")
+def tpx(codec, photos):
+    return codec.compress(crop(photos[2], 150, 100, "RGBA"))
+
+
+def test_header_fields(codec, tpx):
+    h = bitstream.read_header(tpx)
+    assert (h.width, h.height, h.mode) == (150, 100, "RGBA")
+    assert (h.pad_w, h.pad_h) == (42, 28)
+    assert (h.z_w, h.z_h) == (3, 2)
+    assert h.fingerprint == codec.fingerprint
+    assert len(tpx) == bitstream.HEADER_SIZE + h.y_bytes + h.z_bytes + h.alpha_bytes + bitstream.CRC_SIZE
+    json.dumps(h.to_dict())
+
+
+@pytest.mark.parametrize("cut", [0, 3, 10, bitstream.HEADER_SIZE, -1, -50])
+def test_truncated_files_are_refused(codec, tpx, cut):
+    with pytest.raises(BitstreamError, match="truncated|bad magic"):
+        codec.decompress(tpx[:cut])
+
+
+def test_every_flipped_byte_is_detected(codec, tpx):
+    step = max(1, len(tpx) // 200)
+    for i in range(0, len(tpx), step):
+        broken = bytearray(tpx)
+        broken[i] ^= 0x5A
+        with pytest.raises((BitstreamError, ModelMismatchError)):
+            codec.decompress(bytes(broken))
+
+
+def test_other_model_is_named_in_the_error(other_ckpt, tpx, codec):
+    other = Codec.from_checkpoint(other_ckpt)
+    with pytest.raises(ModelMismatchError) as err:
+        other.decompress(tpx)
+    assert codec.fingerprint in str(err.value) and other.fingerprint in str(err.value)
+
+
+def test_not_a_tpx_and_trailing_bytes(codec, tpx):
+    with pytest.raises(BitstreamError, match="bad magic"):
+        codec.decompress(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(BitstreamError, match="trailing"):
+        codec.decompress(tpx + b"x")
+
+
+def test_inconsistent_sizes_with_a_valid_checksum_are_refused(codec, tpx):
+    """A crafted file (right checksum, wrong geometry) must not reach the entropy decoder."""
+    body = bytearray(tpx[:-4])
+    body[36:38] = (7).to_bytes(2, "little")  # z_h
+    forged = bytes(body) + zlib.crc32(body).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="inconsistent"):
+        codec.decompress(forged)
+
+
+def test_alpha_bomb_is_refused():
+    bomb = zlib.compress(b"\0" * 10_000_000)
+    with pytest.raises(BitstreamError):
+        bitstream.decode_alpha(bomb, 10, 10)
