@@ -1,0 +1,74 @@
+"""Where data lives: local paths or fsspec URLs (s3://, file://, memory://, ...).
+
+The S3 endpoint is configurable for S3-compatible stores (MinIO, moto, Ceph): an explicit
+`endpoint_url` argument wins, then the TEXPRESS_S3_ENDPOINT_URL environment variable, then
+whatever botocore resolves by itself (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, ~/.aws/config).
+Credentials come from the usual AWS environment variables or profiles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+ENDPOINT_ENV = "TEXPRESS_S3_ENDPOINT_URL"
+
+_URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """True for scheme://... (a Windows drive letter or a plain path is not a URL)."""
+    return bool(_URL_RE.match(str(path)))
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """Plain paths and file:// URLs."""
+    return not is_url(path) or str(path).startswith("file://")
+
+
+def local_path(path: str | os.PathLike) -> str:
+    """A plain path for a local path or file:// URL."""
+    text = str(path)
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(text).path)
+    return text
+
+
+def endpoint_for(endpoint_url: str | None = None) -> str | None:
+    return endpoint_url or os.environ.get(ENDPOINT_ENV) or None
+
+
+def storage_options(url: str, endpoint_url: str | None = None) -> dict[str, Any]:
+    """fsspec keyword arguments for `url`: the S3 endpoint for s3:// URLs, nothing otherwise."""
+    protocol = str(url).split("://", 1)[0].lower() if is_url(url) else "file"
+    if protocol in ("s3", "s3a"):
+        endpoint = endpoint_for(endpoint_url)
+        if endpoint:
+            return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
+
+
+def url_to_fs(url: str, endpoint_url: str | None = None):
+    """(filesystem, path inside it) for a URL, with the endpoint applied."""
+    import fsspec.core
+
+    return fsspec.core.url_to_fs(url, **storage_options(url, endpoint_url))
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts onto a local path or URL with '/'."""
+    root = str(root)
+    if not is_url(root):
+        return os.path.join(root, *parts)
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def read_bytes(url: str, endpoint_url: str | None = None) -> bytes:
+    if not is_url(url) or url.startswith("file://"):
+        with open(local_path(url), "rb") as f:
+            return f.read()
+    fs, path = url_to_fs(url, endpoint_url)
+    return fs.cat_file(path)
