@@ -1,0 +1,70 @@
+"""DVC stage `evaluate`: the trained model against the classical codecs on the test split (params: evaluate).
+
+Reads models/model.ckpt and the test shards (data/shards/test/shard-*.tar), writes reports/eval/:
+metrics.json (declared as DVC metrics), rd.csv and the PNG figures (declared as DVC plots),
+summary.json, per_image.csv and curves/*.json. With MLflow: the numbers and figures go to the run
+named by $MLFLOW_RUN_ID, else (evaluate.mlflow: true) to the training run recorded in the
+checkpoint when the tracking store ($MLFLOW_TRACKING_URI, else ./mlflow.db) has it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from texpress.console import EXIT_FAILED_ITEMS, fail, warn
+from texpress.errors import TexpressError
+
+PARAMS = "params.yaml"
+MODEL = "models/model.ckpt"
+TEST_SHARDS = "data/shards/test"
+OUT = "reports/eval"
+
+
+def _training_run(model: str, tracking_uri: str) -> str | None:
+    """The MLflow run id stored in the checkpoint, if that run exists in the store."""
+    from texpress.codec.checkpoint import read_checkpoint
+
+    run_id = str(read_checkpoint(model).get("meta", {}).get("mlflow_run_id") or "")
+    if not run_id:
+        return None
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        warn(f"the checkpoint names MLflow run {run_id}, but there is no store at {tracking_uri}; not logging to MLflow")
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException:
+        warn(f"the checkpoint's MLflow run {run_id} is not in {tracking_uri}; not logging to MLflow")
+        return None
+    return run_id
+
+
+def main() -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
+    from texpress.data.config import load_params
+    from texpress.evaluate.config import EvalConfig
+    from texpress.evaluate.run import run_eval
+    from texpress.evaluate.runner import ModelSpec
+    from texpress.evaluate.tracking import default_tracking_uri
+
+    try:
+        cfg = EvalConfig.from_dict(load_params(PARAMS, "evaluate"))
+        uri = default_tracking_uri()
+        run_id = os.environ.get("MLFLOW_RUN_ID") or (_training_run(MODEL, uri) if cfg.mlflow else None)
+        outcome = run_eval([TEST_SHARDS], [ModelSpec.parse(MODEL)], cfg, OUT, mlflow_run_id=run_id,
+                           tracking_uri=uri)
+    except TexpressError as exc:
+        return fail(str(exc)).exit_code
+    if outcome.failures:
+        return fail(f"{outcome.failures} failure(s) while evaluating; see {OUT}/summary.json",
+                    EXIT_FAILED_ITEMS).exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
