@@ -1,0 +1,154 @@
+"""Training configuration: the `train:` section of params.yaml, field for field.
+
+The patch size, batch size and loader mechanics live in the `loader:` section
+(texpress.data.config.LoaderConfig); everything about the optimisation, the rate control, the Ray
+cluster and the tracking lives here. `from_dict` refuses unknown keys, so a typo in params.yaml is
+an error instead of a silent default.
+
+Loss scaling (see docs/training.md): rates are bits per pixel of y and z; the MSE that k_m weights
+is measured on the 0-255 scale, as in HiFiC, so the HiFiC value k_m = 0.075 * 2^-5 applies as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from texpress.errors import ConfigError
+
+HIFIC_K_M = 0.075 * 2**-5  # 0.00234375, for MSE on the 0-255 scale
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    preset: model preset when training from scratch (a warm start keeps its checkpoint's architecture).
+    rd_steps, gan_steps: steps of phase 1 (rate-distortion only) and phase 2 (adversarial).
+    workers, cpus_per_worker, gpus_per_worker: the Ray ScalingConfig (gpus_per_worker > 0 uses GPUs).
+    lr, lr_aux, lr_disc: Adam learning rates of the codec, the entropy-bottleneck quantiles and D.
+    lr_decay, lr_decay_at: the codec and D learning rates are multiplied by lr_decay once
+        lr_decay_at of the current phase is done (HiFiC: 0.1 at half of each phase).
+    target_bpp, lambda_a, lambda_b: HiFiC rate control; lambda = lambda_a while the rate is above
+        target_bpp, lambda_b below it. rate_ema: smoothing of the rate the decision looks at
+        (0 = the current batch, as HiFiC).
+    k_m: weight of the MSE (0-255 scale). k_ms_ssim: weight of (1 - MS-SSIM), 0 = off.
+    k_p, lpips_weights, lpips_net: LPIPS weight, a local weights file (never downloaded; null = off)
+        and its backbone (alex, vgg, squeeze).
+    beta: weight of the adversarial term -log D(x', y) in phase 2.
+    clip_grad_norm: max gradient norm of the codec and D (0 = off).
+    checkpoint_every: a Ray checkpoint every K steps (a failure loses at most K steps).
+    keep_checkpoints: Ray checkpoints kept in storage.
+    val_every: validation every V steps on val_images images of the val split.
+    grid_images: images in the originals-beside-reconstructions grid logged at each validation.
+    log_every: MLflow metrics are logged for every step and sent every log_every steps; progress
+        lines are printed at the same interval.
+    max_failures: worker failures Ray Train recovers from (FailureConfig; -1 = unlimited).
+    experiment: MLflow experiment name. storage_path: where Ray keeps runs and checkpoints.
+    seed: model initialisation and data order.
+    """
+
+    preset: str = "lite"
+    rd_steps: int = 400
+    gan_steps: int = 50
+    workers: int = 2
+    cpus_per_worker: int = 1
+    gpus_per_worker: float = 0.0
+    lr: float = 3e-4
+    lr_aux: float = 1e-3
+    lr_disc: float = 1e-4
+    lr_decay: float = 0.1
+    lr_decay_at: float = 0.8
+    target_bpp: float = 0.3
+    lambda_a: float = 2.0
+    lambda_b: float = 2.0**-4
+    rate_ema: float = 0.0
+    k_m: float = HIFIC_K_M
+    k_ms_ssim: float = 0.0
+    k_p: float = 1.0
+    lpips_weights: str | None = None
+    lpips_net: str = "alex"
+    beta: float = 0.15
+    clip_grad_norm: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    val_every: int = 100
+    val_images: int = 8
+    grid_images: int = 4
+    log_every: int = 20
+    max_failures: int = 2
+    experiment: str = "texpress"
+    storage_path: str = "ray_results"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = ("rd_steps", "gan_steps", "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints",
+                "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
+        for name in ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+                raise ConfigError(f"train.{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        floats = ("gpus_per_worker", "lr", "lr_aux", "lr_disc", "lr_decay", "lr_decay_at", "target_bpp", "lambda_a",
+                  "lambda_b", "rate_ema", "k_m", "k_ms_ssim", "k_p", "beta", "clip_grad_norm")
+        for name in floats:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"train.{name} must be a number, got {value!r}")
+            if value < 0:
+                raise ConfigError(f"train.{name} must not be negative, got {value}")
+            object.__setattr__(self, name, float(value))
+        if self.rd_steps < 0 or self.gan_steps < 0 or self.rd_steps + self.gan_steps < 1:
+            raise ConfigError("train.rd_steps + train.gan_steps must be at least 1 (neither negative)")
+        for name in ("workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.val_images < 0 or self.grid_images < 0:
+            raise ConfigError("train.val_images and train.grid_images must not be negative")
+        if self.max_failures < -1:
+            raise ConfigError(f"train.max_failures must be -1 (unlimited) or more, got {self.max_failures}")
+        if self.lr <= 0 or self.lr_aux <= 0 or self.lr_disc <= 0:
+            raise ConfigError("train.lr, train.lr_aux and train.lr_disc must be positive")
+        if not 0.0 <= self.lr_decay_at <= 1.0:
+            raise ConfigError(f"train.lr_decay_at is a fraction of a phase (0..1), got {self.lr_decay_at}")
+        if not 0.0 <= self.rate_ema < 1.0:
+            raise ConfigError(f"train.rate_ema must be in [0, 1), got {self.rate_ema}")
+        if self.target_bpp <= 0:
+            raise ConfigError("train.target_bpp must be positive")
+        if self.lpips_net not in ("alex", "vgg", "squeeze"):
+            raise ConfigError(f"train.lpips_net must be alex, vgg or squeeze, got {self.lpips_net!r}")
+        from texpress.codec.config import get_preset
+
+        get_preset(self.preset)  # an unknown name is a ConfigError naming the presets
+        if not self.experiment:
+            raise ConfigError("train.experiment must not be empty")
+
+    @property
+    def total_steps(self) -> int:
+        return self.rd_steps + self.gan_steps
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+    def with_total_steps(self, steps: int) -> "TrainConfig":
+        """N total steps shared between the two phases in the proportion rd_steps : gan_steps."""
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {steps}")
+        rd = round(steps * self.rd_steps / self.total_steps)
+        return self.replace(rd_steps=rd, gan_steps=steps - rd)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown train keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)

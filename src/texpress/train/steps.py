@@ -1,0 +1,215 @@
+"""One training step: generator (codec) update, discriminator update, entropy-bottleneck aux update.
+
+Works the same on one process and under DDP (models wrapped by ray.train.torch.prepare_model):
+
+- the codec's forward goes through its DDP wrapper, so its gradients are averaged across ranks;
+- in the generator step D only provides gradients to x' (its parameters are frozen and it is
+  called unwrapped, so no DDP reduction of D is started);
+- the discriminator sees real and decoded images in one batch (one forward through its DDP
+  wrapper; spectral norm's power-iteration buffers are broadcast once per step);
+- the aux loss only reaches the entropy bottleneck's quantiles, which the codec's forward does
+  not use (hence find_unused_parameters=True); their gradients are averaged by hand.
+- the batch rate that rate control sees is averaged over the ranks, so every rank uses the same lambda.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from texpress.train.config import TrainConfig
+from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss
+from texpress.train.rate_control import RateController
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return getattr(module, "module", module)
+
+
+def split_parameters(codec: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(main, aux): CompressAI's convention, the entropy bottleneck's `quantiles` train on the aux loss."""
+    main, aux = [], []
+    for name, p in unwrap(codec).named_parameters():
+        if not p.requires_grad:
+            continue
+        (aux if name.endswith(".quantiles") else main).append(p)
+    return main, aux
+
+
+def phase_lr_factor(step: int, *, start: int, length: int, decay: float, decay_at: float) -> float:
+    """Learning-rate factor at global `step` within a phase [start, start + length)."""
+    if length <= 0:
+        return 1.0
+    return decay if (step - start) >= decay_at * length else 1.0
+
+
+def _codec_factor(step: int, *, rd_steps: int, gan_steps: int, decay: float, decay_at: float) -> float:
+    if step < rd_steps:
+        return phase_lr_factor(step, start=0, length=rd_steps, decay=decay, decay_at=decay_at)
+    return phase_lr_factor(step, start=rd_steps, length=gan_steps, decay=decay, decay_at=decay_at)
+
+
+def _disc_factor(step: int, *, gan_steps: int, decay: float, decay_at: float) -> float:
+    return phase_lr_factor(step, start=0, length=gan_steps, decay=decay, decay_at=decay_at)
+
+
+@dataclass
+class Trainables:
+    """Everything a step updates. model and disc may be DDP-wrapped."""
+
+    model: nn.Module
+    disc: nn.Module
+    main_params: list[nn.Parameter]
+    aux_params: list[nn.Parameter]
+    opt_g: torch.optim.Optimizer
+    opt_aux: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: LambdaLR
+    sched_d: LambdaLR
+
+    @property
+    def codec(self) -> nn.Module:
+        return unwrap(self.model)
+
+    @property
+    def discriminator(self) -> nn.Module:
+        return unwrap(self.disc)
+
+    def state_dict(self) -> dict:
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.codec.state_dict().items()},
+            "disc": {k: v.detach().cpu() for k, v in self.discriminator.state_dict().items()},
+            "opt_g": self.opt_g.state_dict(), "opt_aux": self.opt_aux.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
+        }
+
+    def load_optim_state(self, state: dict) -> None:
+        for name in ("opt_g", "opt_aux", "opt_d", "sched_g", "sched_d"):
+            getattr(self, name).load_state_dict(state[name])
+
+
+def build_trainables(model: nn.Module, disc: nn.Module, cfg: TrainConfig) -> Trainables:
+    """Adam for the codec, the quantiles (aux) and D; LambdaLR decay within each phase."""
+    main, aux = split_parameters(model)
+    opt_g = torch.optim.Adam(main, lr=cfg.lr)
+    opt_aux = torch.optim.Adam(aux, lr=cfg.lr_aux)
+    opt_d = torch.optim.Adam([p for p in unwrap(disc).parameters() if p.requires_grad], lr=cfg.lr_disc)
+    sched_g = LambdaLR(opt_g, functools.partial(_codec_factor, rd_steps=cfg.rd_steps, gan_steps=cfg.gan_steps,
+                                                decay=cfg.lr_decay, decay_at=cfg.lr_decay_at))
+    sched_d = LambdaLR(opt_d, functools.partial(_disc_factor, gan_steps=cfg.gan_steps, decay=cfg.lr_decay,
+                                                decay_at=cfg.lr_decay_at))
+    return Trainables(model, disc, main, aux, opt_g, opt_aux, opt_d, sched_g, sched_d)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Parameters of `module` do not require grad inside the block (gradients still flow to inputs)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _f(value: torch.Tensor) -> float:
+    return float(value.detach())
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def global_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of a scalar over all ranks (the value itself on one process)."""
+    value = value.detach().clone().reshape(1)
+    world = _world_size()
+    if world > 1:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= world
+    return value[0]
+
+
+def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: RateController, *,
+                   adversarial: bool, beta: float, clip_grad_norm: float) -> tuple[dict[str, float], dict]:
+    out = t.model(x)
+    terms = loss_fn(out, x)
+    lam = rate.update(float(global_mean(terms["bpp"])))
+    loss_rd = lam * terms["bpp"] + terms["distortion"]
+    loss_g = loss_rd
+    stats: dict[str, float] = {}
+    if adversarial:
+        with frozen(t.discriminator) as d:
+            fake = d(out["x_hat"], out["y_hat"].detach())
+        adv = generator_adversarial_loss(fake)
+        loss_g = loss_rd + beta * adv
+        stats["loss_adv"] = _f(adv)
+    t.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    if clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(t.main_params, clip_grad_norm)
+    t.opt_g.step()
+    stats.update({
+        "bpp": _f(terms["bpp"]), "mse": _f(terms["mse"]), "distortion": _f(terms["distortion"]),
+        "rate_loss": lam * _f(terms["bpp"]), "loss_rd": _f(loss_rd), "loss_g": _f(loss_g), "lambda": lam,
+    })
+    for extra in ("ms_ssim", "lpips"):
+        if extra in terms:
+            stats[extra] = _f(terms[extra])
+    return stats, out
+
+
+def discriminator_step(t: Trainables, x: torch.Tensor, out: dict, *, clip_grad_norm: float) -> dict[str, float]:
+    """One non-saturating D update on (x, y) vs (x', y), y = the quantized latent, detached."""
+    x_hat = out["x_hat"].detach()
+    y = out["y_hat"].detach()
+    logits = t.disc(torch.cat([x, x_hat]), torch.cat([y, y]))
+    real, fake = logits.chunk(2)
+    loss_d = discriminator_loss(real, fake)
+    t.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    if clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(t.discriminator.parameters(), clip_grad_norm)
+    t.opt_d.step()
+    t.sched_d.step()
+    return {"loss_d": _f(loss_d), "d_real": _f(torch.sigmoid(real).mean()),
+            "d_fake": _f(torch.sigmoid(fake).mean())}
+
+
+def aux_step(t: Trainables) -> float:
+    """The entropy bottleneck's aux loss on its own optimizer; gradients averaged over ranks."""
+    aux = t.codec.aux_loss()
+    t.opt_aux.zero_grad(set_to_none=True)
+    aux.backward()
+    world = _world_size()
+    if world > 1:
+        for p in t.aux_params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+    t.opt_aux.step()
+    return _f(aux)
+
+
+def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss_fn: CodecLoss,
+               rate: RateController) -> dict[str, float]:
+    """Global step `step` (0-based): phase 1 below cfg.rd_steps, adversarial from there on."""
+    adversarial = step >= cfg.rd_steps
+    stats, out = generator_step(t, x, loss_fn, rate, adversarial=adversarial, beta=cfg.beta,
+                                clip_grad_norm=cfg.clip_grad_norm)
+    if adversarial:
+        stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm))
+    stats["aux"] = aux_step(t)
+    stats["lr"] = t.opt_g.param_groups[0]["lr"]
+    t.sched_g.step()
+    return stats

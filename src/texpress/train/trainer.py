@@ -1,0 +1,259 @@
+"""The driver side of training: Ray set-up, the TorchTrainer, resume, and the outputs.
+
+- Ray: joins the cluster at RAY_ADDRESS when set (or the one this process already joined), else
+  starts a local Ray with workers x cpus_per_worker CPUs (and shuts it down at the end).
+- TorchTrainer with ScalingConfig(workers, GPUs per worker), FailureConfig(max_failures) and
+  CheckpointConfig(num_to_keep); the loop is texpress.train.loop.train_loop_per_worker.
+- Resume: Ray Train V2 has no Trainer.restore; a trainer re-created with the same storage path and
+  run name picks up the stored run's latest checkpoint. The default run name is a hash of
+  everything that determines the result (configs, data version, warm-start source), so running
+  the same command again after the driver died resumes the interrupted run; a finished run is
+  marked complete and the next identical command trains a fresh run beside it.
+- Outputs: OUT/model.ckpt (ready-to-code), OUT/train_metrics.json, OUT/train_curves.tsv and
+  OUT/curves/*.png, copied from the final Ray checkpoint, each written under a temporary name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from texpress.data.config import LoaderConfig
+from texpress.errors import InputError, TexpressError
+from texpress.train.config import TrainConfig
+from texpress.train.loop import CURVES_FILE, METRICS_FILE, MODEL_FILE
+
+COMPLETE_MARKER = ".texpress-complete"
+ENV_RAY_ADDRESS = "RAY_ADDRESS"
+
+
+class TrainingError(TexpressError):
+    """Training could not run or failed beyond what FailureConfig recovers from."""
+
+
+@dataclass
+class TrainOutcome:
+    out_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+    run_name: str
+    storage_path: str
+    mlflow_run_id: str
+    tracking_uri: str
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _is_url(path: str) -> bool:
+    from texpress.data.storage import is_url
+
+    return is_url(path) and not str(path).startswith("file://")
+
+
+def _abs(path: str | os.PathLike) -> str:
+    from texpress.data.storage import local_path
+
+    text = str(path)
+    return text if _is_url(text) else str(Path(local_path(text)).resolve())
+
+
+def run_identity(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str, data_version: str,
+                 init_source: str | None) -> str:
+    """A short hash of what determines the trained model (not where it is stored or logged)."""
+    train = cfg.to_dict()
+    for k in ("storage_path", "experiment", "max_failures", "log_every", "keep_checkpoints"):
+        train.pop(k)
+    blob = json.dumps({"train": train, "loader": loader_cfg.to_dict(), "shards": shards, "data": data_version,
+                       "init": init_source}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _fs(storage: str):
+    from texpress.data.storage import url_to_fs
+
+    return url_to_fs(storage)
+
+
+def is_complete(storage: str, name: str) -> bool:
+    fs, root = _fs(storage)
+    return fs.exists(f"{root.rstrip('/')}/{name}/{COMPLETE_MARKER}")
+
+
+def mark_complete(storage: str, name: str, info: dict[str, Any]) -> None:
+    fs, root = _fs(storage)
+    path = f"{root.rstrip('/')}/{name}/{COMPLETE_MARKER}"
+    with fs.open(path, "w") as f:
+        f.write(json.dumps(info, sort_keys=True) + "\n")
+
+
+def choose_run_name(storage: str, base: str, explicit: bool) -> str:
+    """`base` unless that run finished; then base-2, base-3, ... (the first one not finished)."""
+    if not is_complete(storage, base):
+        return base
+    if explicit:
+        raise TrainingError(f"run {base!r} in {storage} already finished; choose another --run-name")
+    n = 2
+    while is_complete(storage, f"{base}-{n}"):
+        n += 1
+    return f"{base}-{n}"
+
+
+def _start_ray(cfg: TrainConfig):
+    """(started_here, temp dir to remove): joins RAY_ADDRESS or an initialized Ray, else starts one."""
+    import ray
+
+    if ray.is_initialized():
+        return False, None
+    address = os.environ.get(ENV_RAY_ADDRESS)
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return True, None
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    temp_dir = tempfile.mkdtemp(prefix="tx-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    # no dashboard (ray[default] is not installed); Ray's own INFO/WARNING chatter is left in the
+    # session's log files (among it the placement-group cleaner's state-API warnings, which need
+    # the dashboard), errors and the training's progress lines reach this console.
+    kwargs: dict[str, Any] = {"num_cpus": cfg.workers * cfg.cpus_per_worker, "include_dashboard": False,
+                              "_temp_dir": temp_dir, "log_to_driver": True,
+                              "logging_config": ray.LoggingConfig(log_level="ERROR")}
+    if cfg.use_gpu:
+        kwargs["num_gpus"] = max(1, round(cfg.workers * cfg.gpus_per_worker))
+    ray.init(**kwargs)
+    return True, temp_dir
+
+
+def _failure_message(exc: BaseException) -> str:
+    """One line: a worker's own TexpressError if there is one, else the first line of the error."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    for err in failures.values():
+        cause = getattr(err, "cause", None) or err
+        for candidate in (cause, err, getattr(err, "__cause__", None)):
+            if isinstance(candidate, TexpressError):
+                return str(candidate)
+    for err in failures.values():
+        text = str(getattr(err, "cause", None) or err).strip().splitlines()
+        lines = [ln for ln in text if ln.strip() and not ln.startswith((" ", "Traceback"))]
+        if lines:
+            return lines[-1]
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        if src.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            if dst.exists():
+                shutil.rmtree(dst)
+        else:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 init_from: str | os.PathLike | None = None, run_name: str | None = None,
+                 storage_path: str | None = None, tracking_dir: str | os.PathLike | None = None) -> TrainOutcome:
+    """Train on the shard folder `shards` (local path or URL); write the outputs to `out_dir`."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from texpress.data.loader import list_shards
+    from texpress.data.manifest import dataset_version
+    from texpress.train.loop import read_init, train_loop_per_worker
+    from texpress.train.losses import load_lpips
+    from texpress.train.tracking import ensure_experiment, git_commit, resolve_tracking
+
+    started = time.perf_counter()
+    shards = _abs(shards)
+    out_dir = Path(out_dir)
+    if not list_shards(shards, "train"):
+        raise InputError(f"{shards}: no training shards (expected {shards}/train/shard-*.tar from `texpress data ingest`)")
+    version = dataset_version(shards)
+    if cfg.lpips_weights:
+        load_lpips(cfg.lpips_weights, cfg.lpips_net)  # fail here, with one line, rather than in every worker
+    init_payload = read_init(init_from) if init_from is not None else None
+    init_source = None
+    if init_payload is not None:
+        init_source = init_payload.get("fingerprint") or init_payload["source"]
+
+    uri, artifact_location = resolve_tracking(tracking_dir)
+    experiment_id = ensure_experiment(uri, cfg.experiment, artifact_location)
+    storage = _abs(storage_path or cfg.storage_path)
+    if not _is_url(storage):
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    base = run_name or f"texpress-{run_identity(cfg, loader_cfg, shards, version, init_source)}"
+    name = choose_run_name(storage, base, explicit=run_name is not None)
+    commit = git_commit()
+    tags = {"data_version": version, "git_commit": commit or "unknown", "preset": cfg.preset,
+            "ray_run_name": name, "ray_storage_path": storage}
+    if commit:
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+
+    # Ray Train's structured worker logs echo every report (a dict per checkpoint) to the console;
+    # rank 0 prints the progress instead. Propagated from here to the controller and the workers.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "0")
+    started_ray, ray_tmp = _start_ray(cfg)
+    try:
+        config: dict[str, Any] = {
+            "train": cfg.to_dict(), "loader": loader_cfg.to_dict(), "shards": shards, "run_name": name,
+            "mlflow": {"uri": uri, "experiment_id": experiment_id}, "tags": tags,
+            "init": ray.put(init_payload) if init_payload is not None else None,
+        }
+        resources = {"CPU": cfg.cpus_per_worker}
+        if cfg.use_gpu:
+            resources["GPU"] = cfg.gpus_per_worker
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config=config,
+            scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                                   resources_per_worker=resources),
+            run_config=ray.train.RunConfig(
+                name=name, storage_path=storage,
+                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # progress comes from rank 0
+            ),
+        )
+        try:
+            result = trainer.fit()
+        except ray.train.TrainingFailedError as exc:
+            raise TrainingError(f"training failed: {_failure_message(exc)}") from None
+        if result.checkpoint is None or not result.metrics or not result.metrics.get("done"):
+            raise TrainingError("training ended without a final checkpoint")
+        metrics = dict(result.metrics)
+        files: dict[str, Path] = {}
+        with result.checkpoint.as_directory() as d:
+            d = Path(d)
+            for name_in, name_out in ((MODEL_FILE, MODEL_FILE), (METRICS_FILE, METRICS_FILE),
+                                      (CURVES_FILE, CURVES_FILE), ("curves", "curves")):
+                if (d / name_in).exists():
+                    _copy_atomic(d / name_in, out_dir / name_out)
+                    files[name_out] = out_dir / name_out
+        if MODEL_FILE not in files:
+            raise TrainingError("the final checkpoint holds no model")
+        mark_complete(storage, name, {"model_fingerprint": metrics.get("model_fingerprint"),
+                                      "mlflow_run_id": metrics.get("mlflow_run_id"), "steps": metrics.get("step")})
+    finally:
+        if started_ray:
+            ray.shutdown()
+        if ray_tmp:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+    return TrainOutcome(out_dir=out_dir, model_path=files[MODEL_FILE], metrics=metrics, run_name=name,
+                        storage_path=storage, mlflow_run_id=str(metrics.get("mlflow_run_id", "")), tracking_uri=uri,
+                        seconds=time.perf_counter() - started, files=files)
