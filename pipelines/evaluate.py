@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from texpress.console import EXIT_FAILED_ITEMS, fail, warn
 from texpress.errors import TexpressError
@@ -26,20 +25,15 @@ OUT = "reports/eval"
 def _training_run(model: str, tracking_uri: str) -> str | None:
     """The MLflow run id stored in the checkpoint, if that run exists in the store."""
     from texpress.codec.checkpoint import read_checkpoint
+    from texpress.evaluate.tracking import TrackingError, check_run
 
     run_id = str(read_checkpoint(model).get("meta", {}).get("mlflow_run_id") or "")
     if not run_id:
         return None
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        warn(f"the checkpoint names MLflow run {run_id}, but there is no store at {tracking_uri}; not logging to MLflow")
-        return None
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     try:
-        MlflowClient(tracking_uri).get_run(run_id)
-    except MlflowException:
-        warn(f"the checkpoint's MLflow run {run_id} is not in {tracking_uri}; not logging to MLflow")
+        check_run(run_id, tracking_uri)
+    except TrackingError as exc:
+        warn(f"the checkpoint names an MLflow run that cannot be used ({exc}); not logging to MLflow")
         return None
     return run_id
 

@@ -43,3 +43,8 @@ def test_errors_are_one_line(tmp_path, photo_dir):
     (empty / "a.txt").write_text("no images here")
     r = texpress("data", "ingest", str(empty), "-o", str(tmp_path / "y"), "--no-progress")
     assert r.returncode == 1 and "no image was accepted" in r.stderr
+    # names are printed as they are, never read as terminal markup
+    odd = tmp_path / "odd[/x]"
+    r = texpress("data", "ingest", str(odd), "-o", str(tmp_path / "z"), "--no-progress")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: {odd}: no such file or directory" in r.stderr

@@ -156,9 +156,21 @@ def test_sample_photos_fill_every_split_with_default_params(tmp_path):
     assert m["accepted"] == 11 and all(m["splits"][s] >= 1 for s in ("train", "val", "test")), m["splits"]
 
 
-def test_empty_sample_record_is_valid_json(tmp_path, photo_dir):
+def test_shard_entries_are_key_ext_pairs_in_key_order(tmp_path, photo_dir):
     ingest([str(photo_dir)], tmp_path / "ds", CFG)
     with tarfile.open(next((tmp_path / "ds").glob("*/shard-000000.tar"))) as tar:
         names = tar.getnames()
     assert names == sorted(names, key=lambda n: (n.split(".")[0], n))  # KEY.ext, KEY.json pairs
     assert all(n.count(".") == 1 for n in names)
+
+
+def test_a_run_that_accepts_nothing_keeps_the_earlier_dataset(tmp_path, photo_dir):
+    out = tmp_path / "ds"
+    ingest([str(photo_dir)], out, CFG)
+    before = tree_files(out)
+    result = ingest([str(tmp_path / "typo")], out, CFG)  # a mistyped source: nothing accepted
+    assert result.manifest["accepted"] == 0 and not result.written
+    assert tree_files(out) == before and mf.verify(out) == []
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+    fresh = ingest([str(tmp_path / "typo")], tmp_path / "fresh", CFG)  # no earlier dataset: the report is written
+    assert fresh.written and json.loads((tmp_path / "fresh" / "rejected.jsonl").read_text())["reason"] == "missing"

@@ -53,3 +53,5 @@ def test_params_yaml_sections_map_onto_the_config_classes():
         ShardConfig(val_frac=0.7, test_frac=0.5)
     with pytest.raises(ConfigError):
         LoaderConfig(patch_size=0)
+    with pytest.raises(ConfigError, match="shard: "):  # a value of the wrong type is a config error too
+        ShardConfig.from_dict({"min_side": "abc"})

@@ -71,3 +71,16 @@ def test_rate_delta_of_a_point_on_the_curve_is_zero(kodak):
 
 def test_nan_points_are_ignored():
     assert math.isfinite(bd_rate([0.1, 0.2, 0.4], [28, 30, float("nan")], [0.1, 0.2], [28.5, 30.5]))
+
+
+def test_missing_and_non_numeric_values():
+    """Curve files may hold null (NaN written as JSON); anything else that is not a number is an error."""
+    anchor = {"bpp": [0.1, 0.2, 0.4], "psnr-rgb": [28, 30, 32], "ms-ssim-rgb": [0.9, 0.95, None]}
+    test = {"bpp": [0.1, 0.2, 0.3], "psnr-rgb": [28.5, None, 31], "ms-ssim-rgb": [0.91, 0.94, 0.96]}
+    assert math.isfinite(bd_rate_curves(anchor, test))
+    assert math.isfinite(bd_rate_curves(anchor, test, "ms-ssim-rgb"))
+    for bad in (["a", "b", "c"], 30.0, [{"x": 1}, 2, 3]):
+        with pytest.raises(BDRateError, match="curve B holds values that are not numbers"):
+            bd_rate_curves(anchor, {**test, "psnr-rgb": bad})
+    with pytest.raises(BDRateError, match="curve A holds values that are not numbers"):
+        bd_rate_curves({**anchor, "bpp": ["x", 1, 2]}, test)

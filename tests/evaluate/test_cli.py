@@ -136,12 +136,23 @@ def test_bd_rate_command_on_compressai_results():
     (["eval", "run", "IMG", "-o", "OUT", "-m", "missing.ckpt"], "no such checkpoint file"),
     (["eval", "run", "IMG", "-o", "OUT", "-b", "jpeg,bpg"], "unknown baseline 'bpg'"),
     (["eval", "run", "IMG", "-o", "OUT", "-b", "none"], "nothing to evaluate"),
+    (["eval", "run", "IMG", "-o", "FILE", "-b", "jpeg"], "exists and is not a folder"),
+    (["eval", "run", "IMG", "-o", "OUT", "-m", "../x=model.ckpt"], "model label '../x'"),
+    (["eval", "run", "IMG", "-o", "OUT", "-b", "jpeg", "--crop", "8x8"], "crop must be [width, height]"),
+    (["eval", "run", "IMG", "-o", "OUT", "-b", "jpeg", "--params", "PARAMS"], "section 'evaluate' must be a mapping"),
+    (["eval", "bd-rate", "NULLS", str(FIXTURES / "kodak-jpeg.json")], "curve A holds values that are not numbers"),
 ])
 def test_usage_errors_are_one_line(args, message, crop_files, tmp_path):
-    args = [str(crop_files[0]) if a == "IMG" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "params.yaml").write_text("evaluate: [jpeg, webp]\n")
+    (tmp_path / "nulls.json").write_text('{"results": {"bpp": [0.1, 0.2], "psnr-rgb": [30, "n/a"]}}')
+    files = {"IMG": crop_files[0], "OUT": tmp_path / "out", "FILE": tmp_path / "file",
+             "PARAMS": tmp_path / "params.yaml", "NULLS": tmp_path / "nulls.json"}
+    args = [str(files[a]) if a in files else a for a in args]
     proc = texpress(*args, check_rc=2)
     assert message in proc.stderr
     assert all(line.startswith("error: ") for line in proc.stderr.strip().splitlines()), proc.stderr
+    assert not (tmp_path / "out").exists()  # a usage error creates nothing
 
 
 def test_summary_with_several_curves_needs_a_selector(evaluation):
@@ -167,3 +178,21 @@ def test_labelled_checkpoints_form_separate_curves(tmp_path, crop_files, ckpt_pa
     assert {k: c["kind"] for k, c in s["curves"].items()} == {"a": "model", "b": "model", "jpeg": "baseline"}
     assert [p["quality"] for p in s["curves"]["jpeg"]["points"]] == [20, 80]
     assert set(s["bd_rate"]) == {"a", "b"}
+
+
+def test_a_second_run_into_the_same_folder_leaves_no_stale_results(tmp_path, crop_files):
+    """In process, like the test above. Curve files and figures of an earlier run must not pass for this run's."""
+    import typer
+    from typer.testing import CliRunner
+
+    from texpress.evaluate import commands
+
+    app = typer.Typer()
+    commands.register(app)
+    out = tmp_path / "out"
+    for baselines in ("jpeg,webp", "jpeg"):
+        result = CliRunner().invoke(app, ["eval", "run", str(crop_files[2]), "-b", baselines, "-q", "jpeg=20,80",
+                                          "-q", "webp=20,80", "--quiet", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["jpeg.json"]
+    assert set(json.loads((out / "summary.json").read_text())["curves"]) == {"jpeg"}

@@ -42,6 +42,23 @@ def test_lists_files_folders_and_shards(tmp_path, crop_files):
     assert np.array_equal(items[0].read(), load_image(crop_files[0]).rgb)
 
 
+def test_every_image_extension_a_dataset_shard_uses_is_listed(tmp_path, crop_files):
+    from PIL import Image
+
+    from texpress.data.validate import IMAGE_EXTS
+
+    ico = tmp_path / "x.ico"
+    Image.open(crop_files[0]).convert("RGB").resize((64, 64)).save(ico)
+    write_shard(tmp_path / "shard-000000.tar", {"icon-0001": ico})
+    items, problems = list_images([tmp_path / "shard-000000.tar"])
+    assert [i.name for i in items] == ["shard-000000.tar/icon-0001.ico"] and not problems
+    assert items[0].read().shape == (64, 64, 3)
+    names = [f"k{i}.{ext}" for i, ext in enumerate(IMAGE_EXTS)]
+    from texpress.evaluate.sources import _is_image_name
+
+    assert all(_is_image_name(n) for n in names)
+
+
 def test_an_unreadable_image_fails_when_read_not_when_listed(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")

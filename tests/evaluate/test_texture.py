@@ -37,6 +37,14 @@ def test_identity_gives_the_neutral_value(clean_crops):
         assert scores == NEUTRAL, name
 
 
+def test_identical_flat_images_give_the_neutral_value():
+    flat = np.full((96, 128, 3), 120, np.uint8)
+    assert TextureReference.of(flat).scores(flat.copy()) == NEUTRAL
+    assert hf_ratio(flat, flat) == 1.0
+    invented = add_noise(flat, 4.0)
+    assert hf_ratio(flat, invented) > 1e3 and checkerboard_score(flat, add_periodic(flat, 2)) > 1.0
+
+
 def test_reference_scores_match_the_standalone_functions(clean_crops):
     rgb = clean_crops["coffee"]
     rec = add_periodic(blur(rgb, 0.8), 4)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console
+from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error
 from texpress.data.config import ShardConfig
 
 _D = ShardConfig()
@@ -42,10 +42,11 @@ def ingest_command(
                          max_bytes=max_bytes, workers=workers)
     result = run_ingest(sources, out, config, console=err_console, summary_console=out_console,
                         endpoint_url=endpoint_url, progress=progress)
-    for line in result.source_errors:
-        err_console.print(f"[red]error:[/red] {line}", markup=True, highlight=False, soft_wrap=True)
+    for source, detail in result.source_errors:
+        report_item_error(source, detail)
     if result.manifest["accepted"] == 0:
-        raise fail("no image was accepted; see rejected.jsonl", EXIT_FAILED_ITEMS)
+        where = f"see {out / 'rejected.jsonl'}" if result.written else f"the dataset in {out} was left as it was"
+        raise fail(f"no image was accepted; {where}", EXIT_FAILED_ITEMS)
     if result.source_errors:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 

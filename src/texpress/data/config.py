@@ -36,7 +36,10 @@ class _Section:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown {cls.section} keys: {', '.join(sorted(unknown))}")
-        return cls(**d)  # type: ignore[call-arg]
+        try:
+            return cls(**d)  # type: ignore[call-arg]
+        except (TypeError, ValueError) as exc:  # a value of the wrong type, e.g. min_side: abc
+            raise ConfigError(f"{cls.section}: {exc}") from None
 
     def replace(self: T, **changes: Any) -> T:
         return replace(self, **changes)  # type: ignore[type-var]

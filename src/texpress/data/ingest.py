@@ -17,7 +17,6 @@ Layout of DIR:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -50,7 +49,8 @@ class Outcome:
 class IngestResult:
     out_dir: Path
     manifest: dict[str, Any]
-    source_errors: list[str] = field(default_factory=list)
+    source_errors: list[tuple[str, str]] = field(default_factory=list)  # (source, why it could not be read)
+    written: bool = True  # False: nothing was accepted and the earlier dataset in out_dir was kept
 
 
 def _validate_chunk(datas: list[bytes], min_side: int, max_pixels: int) -> list[Accepted | Rejected]:
@@ -115,49 +115,29 @@ def ingest(
     endpoint_url: str | None = None,
     on_item: Callable[[Outcome], None] | None = None,
 ) -> IngestResult:
-    """Build the dataset directory `out_dir` from `sources`; returns the manifest written."""
+    """Build the dataset directory `out_dir` from `sources`; returns the manifest written.
+
+    A run that accepts no image leaves an earlier dataset in `out_dir` as it was (result.written
+    is False): a mistyped source must not wipe a good dataset."""
     if not sources:
         raise InputError("no sources given")
     if storage.is_url(out_dir) and not str(out_dir).startswith("file://"):
         raise InputError(f"{out_dir}: the output must be a local folder (upload it afterwards, e.g. with dvc push)")
     out_dir = Path(storage.local_path(out_dir))
     _check_replaceable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = storage.new_partial_dir(out_dir)
     try:
         result = _build(list(sources), tmp, config, endpoint_url, on_item)
-        _swap_into_place(tmp, out_dir)
+        if result.manifest["accepted"] == 0 and (out_dir / mf.MANIFEST).is_file():
+            shutil.rmtree(tmp)
+            result.written = False
+        else:
+            storage.replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     result.out_dir = out_dir
     return result
-
-
-def _remove_stale_partials(out_dir: Path) -> None:
-    """Temporary folders left by ingests that were killed (their process is gone)."""
-    for path in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
-        try:
-            pid = int(path.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            continue
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _build(sources: list[str], tmp: Path, config: ShardConfig, endpoint_url: str | None,
@@ -178,7 +158,7 @@ def _build(sources: list[str], tmp: Path, config: ShardConfig, endpoint_url: str
                     rejected += 1
                     reasons[reason] += 1
                     if item.fatal:
-                        source_errors.append(f"{item.source}: {detail}")
+                        source_errors.append((item.source, detail))
                     rej.write(json.dumps({"source": item.source, "reason": reason, "detail": detail}, sort_keys=True) + "\n")
                     outcome = Outcome(item.source, "rejected", reason=reason, detail=detail)
                 else:

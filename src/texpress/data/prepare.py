@@ -78,10 +78,7 @@ def gather(config: PrepareConfig, dest: str | Path, warn: Callable[[str], None] 
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ConfigError(f"prepare.sources: two sources would both be gathered as {sorted(dupes)[0]!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = storage.new_partial_dir(dest)
     counts: dict[str, int] = {}
     try:
         for source, name in zip(config.sources, names):
@@ -113,13 +110,7 @@ def gather(config: PrepareConfig, dest: str | Path, warn: Callable[[str], None] 
                 except Exception as exc:
                     lines = str(exc).strip().splitlines()
                     raise InputError(f"{source}: cannot read ({lines[0] if lines else type(exc).__name__})") from None
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        storage.replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -37,7 +37,7 @@ def run_ingest(sources: Sequence[str], out_dir: str | Path, config: ShardConfig,
             bar.update(task, advance=1, acc=counts["accepted"])
 
         result = ingest(sources, out_dir, config, endpoint_url=endpoint_url, on_item=on_item)
-    if counts["rejected"] > MAX_REJECTION_LINES:
+    if counts["rejected"] > MAX_REJECTION_LINES and result.written:
         console.print(f"... and {counts['rejected'] - MAX_REJECTION_LINES} more rejections "
                       f"(all in {Path(out_dir) / 'rejected.jsonl'})", highlight=False)
     seconds = time.perf_counter() - start

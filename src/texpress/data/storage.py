@@ -4,12 +4,17 @@ The S3 endpoint is configurable for S3-compatible stores (MinIO, moto, Ceph): an
 `endpoint_url` argument wins, then the TEXPRESS_S3_ENDPOINT_URL environment variable, then
 whatever botocore resolves by itself (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, ~/.aws/config).
 Credentials come from the usual AWS environment variables or profiles.
+
+Local output folders (data/raw, a dataset) are built in a temporary sibling and renamed into
+place when complete (`new_partial_dir`, `replace_dir`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 ENDPOINT_ENV = "TEXPRESS_S3_ENDPOINT_URL"
@@ -72,3 +77,34 @@ def read_bytes(url: str, endpoint_url: str | None = None) -> bytes:
             return f.read()
     fs, path = url_to_fs(url, endpoint_url)
     return fs.cat_file(path)
+
+
+# -- local folders written as a whole ------------------------------------------------------------
+
+def new_partial_dir(dest: Path) -> Path:
+    """A fresh, empty temporary sibling of `dest` to build it in (`.NAME.partial-PID`).
+
+    Partial folders that killed runs left behind (their process is gone) are removed first."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        try:
+            os.kill(int(stale.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, OSError):
+            continue
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Rename the complete folder `tmp` to `dest`; what `dest` held before is deleted afterwards."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -29,9 +29,17 @@ class BDRateError(TexpressError):
     """The two curves cannot be compared (too few points, no overlapping quality range)."""
 
 
+def _numbers(values: Sequence[float | None], which: str) -> np.ndarray:
+    """A float array; None (a missing value in a curve file) becomes NaN, anything else not a number is an error."""
+    try:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BDRateError(f"curve {which} holds values that are not numbers" if which else
+                          "a curve holds values that are not numbers") from None
+
+
 def _curve(rate: Sequence[float], quality: Sequence[float], which: str) -> tuple[np.ndarray, np.ndarray]:
-    r = np.asarray(rate, dtype=np.float64)
-    q = np.asarray(quality, dtype=np.float64)
+    r, q = _numbers(rate, which), _numbers(quality, which)
     if r.shape != q.shape or r.ndim != 1:
         raise BDRateError(f"curve {which}: rate and quality lists differ in length")
     keep = np.isfinite(r) & np.isfinite(q) & (r > 0)
@@ -41,7 +49,7 @@ def _curve(rate: Sequence[float], quality: Sequence[float], which: str) -> tuple
     order = np.argsort(q)
     q, log_r = q[order], np.log(r[order])
     # equal qualities: keep the lowest rate (the efficient point), PCHIP needs strictly increasing x
-    uq, first = np.unique(q, return_index=True)
+    uq = np.unique(q)
     if len(uq) < len(q):
         log_r = np.array([log_r[q == v].min() for v in uq])
         q = uq
@@ -77,15 +85,16 @@ def rate_delta_at(rate_a: Sequence[float], quality_a: Sequence[float], rate: flo
     return float((rate / math.exp(float(PchipInterpolator(qa, la)(quality))) - 1.0) * 100.0)
 
 
-def quality_axis(values: Sequence[float], metric: str) -> list[float]:
-    """The quality values BD-rate integrates over: PSNR as is, MS-SSIM in dB."""
+def quality_axis(values: Sequence[float | None], metric: str, which: str = "") -> list[float]:
+    """The quality values BD-rate integrates over: PSNR as is, MS-SSIM in dB (missing values: NaN)."""
+    if metric not in QUALITY_METRICS:
+        raise BDRateError(f"unknown quality metric {metric!r}; choose one of {', '.join(QUALITY_METRICS)}")
+    q = _numbers(values, which)
     if metric == "psnr-rgb":
-        return [float(v) for v in values]
-    if metric == "ms-ssim-rgb":
-        from texpress.evaluate.metrics import ms_ssim_db
+        return q.tolist()
+    from texpress.evaluate.metrics import ms_ssim_db
 
-        return [ms_ssim_db(float(v)) if v is not None and math.isfinite(v) else float("nan") for v in values]
-    raise BDRateError(f"unknown quality metric {metric!r}; choose one of {', '.join(QUALITY_METRICS)}")
+    return [ms_ssim_db(v) if math.isfinite(v) else float("nan") for v in q]
 
 
 def bd_rate_curves(anchor: dict, test: dict, metric: str = "psnr-rgb") -> float:
@@ -93,5 +102,5 @@ def bd_rate_curves(anchor: dict, test: dict, metric: str = "psnr-rgb") -> float:
     for which, c in (("A", anchor), ("B", test)):
         if "bpp" not in c or metric not in c:
             raise BDRateError(f"curve {which} has no {'bpp' if 'bpp' not in c else metric} values")
-    return bd_rate(anchor["bpp"], quality_axis(anchor[metric], metric),
-                   test["bpp"], quality_axis(test[metric], metric))
+    return bd_rate(anchor["bpp"], quality_axis(anchor[metric], metric, "A"),
+                   test["bpp"], quality_axis(test[metric], metric, "B"))

@@ -39,19 +39,6 @@ def _parse_qualities(items: list[str]) -> dict[str, tuple[float, ...]]:
     return out
 
 
-def _load_params(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: unreadable params file ({type(exc).__name__})") from None
-    section = data.get("evaluate", {}) if isinstance(data, dict) else {}
-    return dict(section or {})
-
-
 @eval_app.command("run")
 def run_command(
     images: list[Path] = typer.Argument(..., help="Image files, folders of images, or .tar shards."),
@@ -82,7 +69,9 @@ def run_command(
     from texpress.evaluate.run import run_eval
     from texpress.evaluate.runner import ModelSpec
 
-    section = _load_params(params)
+    from texpress.data.config import load_params
+
+    section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:
         section["baselines"] = parse_baselines(baselines)
     if quality:

@@ -7,13 +7,13 @@ Matplotlib is used through its object API with the Agg canvas: no pyplot, no glo
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import uniform_filter
 
+from texpress.codec.files import write_atomic
 from texpress.evaluate.metrics import ms_ssim_db
 
 MODEL_STYLE = {"linewidth": 2.4, "marker": "o", "markersize": 6, "zorder": 3}
@@ -56,12 +56,7 @@ def _new_figure(width: float, height: float):
 
 def save_figure(fig, path: Path) -> None:
     """Write to a temporary name in the same folder, then rename."""
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, writer=lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip("."), bbox_inches="tight"))
 
 
 def _finite(xs, ys):

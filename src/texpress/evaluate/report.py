@@ -15,15 +15,15 @@ import csv
 import io
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from texpress.codec.files import write_atomic
 from texpress.evaluate import figures
 from texpress.evaluate.bdrate import QUALITY_METRICS, BDRateError, bd_rate, quality_axis, rate_delta_at
 from texpress.evaluate.config import EvalConfig
-from texpress.evaluate.curves import CSV_COLUMNS, TEXTURE, Curve
+from texpress.evaluate.curves import CSV_COLUMNS, FIDELITY, TEXTURE, Curve
 from texpress.evaluate.runner import EvalResult
 
 # rd_long.csv: one row per (point, metric), the form DVC's faceted plot template reads
@@ -44,12 +44,7 @@ def _clean(x: Any) -> Any:
 
 
 def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -112,7 +107,7 @@ def headline_metrics(curves: dict[str, Curve], bd: dict, deltas: dict, n_images:
     """metrics.json: model points (one nested level per checkpoint when a curve has several), BD-rates
     and equal-quality rate differences, keyed `MODEL_vs_BASELINE`."""
     out: dict[str, Any] = {"images": n_images}
-    keys = ("bpp", "psnr-rgb", "ms-ssim-rgb", *TEXTURE)
+    keys = (*FIDELITY, *TEXTURE)
     for c in curves.values():
         if c.kind != "model":
             continue
@@ -199,4 +194,16 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
     }
     write_json(out_dir / "summary.json", summary)
     write_json(out_dir / "metrics.json", headline_metrics(curves, bd, deltas, n))
+    _remove_stale(out_dir, curves, written)
     return summary
+
+
+def _remove_stale(out_dir: Path, curves: dict[str, Curve], figures_written: dict[str, str]) -> None:
+    """Curve files and figures an earlier run left in out_dir that this run did not write: they would
+    pass for this run's results."""
+    for path in (out_dir / "curves").glob("*.json"):
+        if path.stem not in curves:
+            path.unlink(missing_ok=True)
+    for key, name in FIGURES.items():
+        if key not in figures_written:
+            (out_dir / name).unlink(missing_ok=True)

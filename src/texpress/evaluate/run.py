@@ -5,7 +5,7 @@ outputs, optionally log them to an MLflow run, print a summary."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from texpress.errors import InputError
 from texpress.evaluate.config import EvalConfig
 from texpress.evaluate.curves import aggregate
 from texpress.evaluate.report import write_outputs
-from texpress.evaluate.runner import ModelSpec, build_points, complete_images, evaluate
+from texpress.evaluate.runner import ModelSpec, build_points, complete_images, evaluate, is_figure_image
 from texpress.evaluate.sources import list_images
 
 
@@ -42,19 +42,30 @@ def run_eval(inputs: list[str | os.PathLike], models: list[ModelSpec], cfg: Eval
         items = items[: cfg.max_images]
     if not items:
         raise InputError("no images to evaluate" + (f" ({len(problems)} input(s) unusable)" if problems else ""))
+    if cfg.figure.image is not None and not any(is_figure_image(cfg, i, item.name) for i, item in enumerate(items)):
+        warn(f"figure image {cfg.figure.image!r} is none of the {len(items)} images; the crops figure shows the first")
+        cfg = replace(cfg, figure=replace(cfg.figure, image=None))
     points, curves = build_points(cfg, models)
     if not points:
         raise InputError("nothing to evaluate: give --model and/or --baselines")
+    # before the coding: an unusable MLflow run or output folder must not cost a whole evaluation
+    if mlflow_run_id:
+        from texpress.evaluate.tracking import check_run
+
+        tracking_uri = check_run(mlflow_run_id, tracking_uri)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot create the output folder ({exc.strerror or type(exc).__name__})") from None
 
     progress = Progress(TextColumn("[bold]eval[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=not show,
                         transient=False)
     with progress:
         task = progress.add_task(f"{len(items)} images x {len(points)} points", total=len(items) * len(points))
-        result = evaluate(items, points, cfg,
-                          on_error=lambda name, msg: progress.console.print(f"[red]error:[/red] {escape(name)}: {escape(msg)}",
-                                                                            soft_wrap=True),
-                          advance=lambda n: progress.advance(task, n))
+        result = evaluate(items, points, cfg, on_error=report_item_error, advance=lambda n: progress.advance(task, n))
     images, dropped = complete_images(result, points)
     for key in dropped:
         warn(f"{key} failed on every image; left out of the curves")

@@ -8,6 +8,7 @@ unreadable image, a codec error on one image) is reported and the batch goes on.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from texpress.errors import TexpressError
+from texpress.errors import ConfigError, TexpressError
 from texpress.evaluate import metrics
 from texpress.evaluate.baselines import BASELINES
 from texpress.evaluate.config import EvalConfig
@@ -25,6 +26,7 @@ from texpress.evaluate.sources import ImageItem, centre_crop
 from texpress.evaluate.texture import TextureReference
 
 DEFAULT_MODEL_LABEL = "texpress"
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 @dataclass
@@ -49,7 +51,10 @@ class ModelSpec:
         """`CKPT` or `LABEL=CKPT`."""
         label, sep, path = text.partition("=")
         if sep and label and not os.path.exists(text):
-            return cls(label.strip(), Path(path))
+            label = label.strip()
+            if not _LABEL.fullmatch(label):  # it names files (curves/LABEL.json) and MLflow keys
+                raise ConfigError(f"model label {label!r}: use letters, digits, '_', '-', '.' and '+' only")
+            return cls(label, Path(path))
         return cls(DEFAULT_MODEL_LABEL, Path(text))
 
 
@@ -119,7 +124,7 @@ def build_points(cfg: EvalConfig, models: list[ModelSpec]) -> tuple[list[Point],
     return mp + bp, {**mc, **bc}
 
 
-def _is_figure_image(cfg: EvalConfig, index: int, name: str) -> bool:
+def is_figure_image(cfg: EvalConfig, index: int, name: str) -> bool:
     """figure.image names this image (stem, file name or index); with no choice, the first image read."""
     want = cfg.figure.image
     if want is None:
@@ -153,7 +158,6 @@ def evaluate(items: list[ImageItem], points: list[Point], cfg: EvalConfig,
     """Code every image at every point. on_error(name, message) is called for each failure;
     advance(n) after each image (n = points done, including skipped ones)."""
     result = EvalResult()
-    items = items[: cfg.max_images] if cfg.max_images else items
     for index, item in enumerate(items):
         try:
             orig = centre_crop(item.read(), cfg.crop)
@@ -167,7 +171,7 @@ def evaluate(items: list[ImageItem], points: list[Point], cfg: EvalConfig,
         result.images.append(item.name)
         result.sizes[item.name] = (orig.shape[1], orig.shape[0])
         ref = TextureReference.of(orig, cfg.texture)
-        figure = result.figure_image is None and _is_figure_image(cfg, index, item.name)
+        figure = result.figure_image is None and is_figure_image(cfg, index, item.name)
         if figure:
             result.figure_image = item.name
             result.figure_box = choose_crop(orig, cfg.figure.crop)

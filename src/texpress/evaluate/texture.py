@@ -22,6 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from texpress.evaluate.config import TextureConfig
+from texpress.evaluate.curves import TEXTURE as TEXTURE_METRICS  # noqa: F401  (the score names, re-exported)
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
 CB_FLOOR = 1e-4  # squared 8-bit levels: keeps the checkerboard ratio finite on perfectly flat originals
@@ -134,6 +135,13 @@ def hf_energy(y: np.ndarray, band: float) -> float:
     return float((spec * mask * weight).sum() / (h * w))
 
 
+def energy_ratio(rec: float, orig: float) -> float:
+    """The HF ratio of two band energies; 1 (neutral) when neither has any (flat images)."""
+    if rec <= HF_FLOOR and orig <= HF_FLOOR:
+        return 1.0
+    return rec / max(orig, HF_FLOOR)
+
+
 @dataclass
 class TextureReference:
     """The original's side of every texture metric, computed once per image."""
@@ -162,7 +170,7 @@ class TextureReference:
         return {
             "checkerboard": periodic_excess(err, period) / max(self.lattice, CB_FLOOR),
             "texture-distance": texture_distance_from_grams(self.grams, patch_grams(y, cfg), cfg),
-            "hf-ratio": hf_energy(y, cfg.hf_band) / max(self.hf, HF_FLOOR),
+            "hf-ratio": energy_ratio(hf_energy(y, cfg.hf_band), self.hf),
         }
 
 
@@ -180,8 +188,7 @@ def texture_distance(orig: np.ndarray, rec: np.ndarray, cfg: TextureConfig | Non
 
 def hf_ratio(orig: np.ndarray, rec: np.ndarray, cfg: TextureConfig | None = None) -> float:
     cfg = cfg or TextureConfig()
-    return hf_energy(luma(rec), cfg.hf_band) / max(hf_energy(luma(orig), cfg.hf_band), HF_FLOOR)
+    return energy_ratio(hf_energy(luma(rec), cfg.hf_band), hf_energy(luma(orig), cfg.hf_band))
 
 
-TEXTURE_METRICS = ("checkerboard", "texture-distance", "hf-ratio")
 NEUTRAL = {"checkerboard": 0.0, "texture-distance": 0.0, "hf-ratio": 1.0}

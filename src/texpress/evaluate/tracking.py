@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from texpress.errors import TexpressError
+from texpress.evaluate.curves import FIDELITY, TEXTURE
 
 DEFAULT_DB = "mlflow.db"
 MAX_METRICS_PER_BATCH = 1000
@@ -48,7 +49,7 @@ def metrics_of(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
     out: list[tuple[str, float, int]] = [("eval/images", float(summary["images"]["count"]), 0)]
     for name, curve in summary["curves"].items():
         for step, p in enumerate(curve["points"]):
-            for m in ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio"):
+            for m in (*FIDELITY, *TEXTURE):
                 out.append((_metric_key("eval", name, m), p.get(m), step))
     for model, row in summary["bd_rate"].items():
         for baseline, entry in row.items():
@@ -62,18 +63,29 @@ def metrics_of(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
     return [(k, float(v), s) for k, v, s in out if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
+def check_run(run_id: str, tracking_uri: str | None = None) -> str:
+    """The tracking URI in use (`tracking_uri`, else the default) once run `run_id` is found there."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(f"MLflow run {run_id} not found: there is no store at {uri}")  # and do not create one
+    try:
+        MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise TrackingError(f"MLflow run {run_id} not found in {uri}") from None
+    return uri
+
+
 def log_to_run(run_id: str, summary: dict[str, Any], out_dir: Path, tracking_uri: str | None = None) -> str:
     """Log the evaluation's metrics, tags and output folder to run `run_id`; returns the tracking URI used."""
     from mlflow.entities import Metric
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri or default_tracking_uri()
+    uri = check_run(run_id, tracking_uri)
     client = MlflowClient(uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise TrackingError(f"MLflow run {run_id} not found in {uri}") from None
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, s) for k, v, s in metrics_of(summary)]
     try:
