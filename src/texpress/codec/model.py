@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
+from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import nn
 
@@ -14,6 +15,9 @@ from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, 
 DOWNSCALE = 16  # encoder stride
 PAD_MULTIPLE = 64  # encoder (16) times hyper-analysis (4): inputs are padded to this
 PARAM_GRID = 1024.0  # inference-time means and scales are multiples of 1/PARAM_GRID
+# 256 log-spaced scales from 0.11 to 256 (neighbours 3 % apart): the coded size comes within ~1 % of
+# the likelihoods' estimate; CompressAI's default 64 levels (13 % apart) cost about 5 % on y.
+SCALE_TABLE_LEVELS = 256
 
 
 class Encoder(nn.Module):
@@ -82,6 +86,12 @@ class TexpressModel(CompressionModel):
         self.h_s = hyper_synthesis(cfg.latent_channels, cfg.hyper_channels)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
         self.gaussian_conditional = GaussianConditional(None)
+
+    def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """Refresh the entropy coder's CDF tables (after training, before coding)."""
+        if scale_table is None:
+            scale_table = get_scale_table(levels=SCALE_TABLE_LEVELS)
+        return super().update(scale_table, force=force, update_quantiles=update_quantiles)
 
     def _y_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scales and means of y. Outside training they are computed in float64 and snapped to a
