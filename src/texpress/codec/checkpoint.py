@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from texpress.codec.config import ModelConfig
+from texpress.codec.files import write_atomic
 from texpress.codec.model import TexpressModel
 from texpress.errors import CheckpointError, ConfigError
 
@@ -40,16 +41,6 @@ def build_model(cfg: ModelConfig, seed: int | None = None) -> TexpressModel:
     return TexpressModel(cfg)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict[str, Any] | None = None,
                     update: bool = True) -> str:
     """Write a ready-to-code checkpoint (CDF tables refreshed unless update=False); returns its fingerprint."""
@@ -65,11 +56,11 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
 
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(model.config.to_dict()),
                   "fingerprint": fp, "meta": json.dumps(meta)}
-        _atomic_write(path, lambda p: save_file(state, str(p), metadata=header))
+        write_atomic(path, writer=lambda p: save_file(state, str(p), metadata=header))
     else:
         payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
                    "fingerprint": fp, "meta": meta, "state_dict": state}
-        _atomic_write(path, lambda p: torch.save(payload, p))
+        write_atomic(path, writer=lambda p: torch.save(payload, p))
     return fp
 
 

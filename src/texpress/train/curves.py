@@ -12,6 +12,8 @@ import csv
 import os
 from pathlib import Path
 
+from texpress.codec.files import write_atomic
+
 HISTORY_KEYS = ("step", "bpp", "rate_loss", "distortion_loss", "rd_loss")
 TSV_COLUMNS = HISTORY_KEYS
 CURVES = {  # file stem -> (history key, title)
@@ -39,16 +41,6 @@ def truncate(history: dict[str, list], steps: int) -> dict[str, list]:
     return {k: list(v[:keep]) for k, v in history.items()}
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_tsv(history: dict[str, list], path: str | os.PathLike) -> Path:
     path = Path(path)
 
@@ -59,7 +51,7 @@ def write_tsv(history: dict[str, list], path: str | os.PathLike) -> Path:
             for row in zip(*(history[k] for k in TSV_COLUMNS)):
                 w.writerow([row[0], *(f"{v:.6g}" for v in row[1:])])
 
-    _atomic(path, write)
+    write_atomic(path, writer=write)
     return path
 
 
@@ -120,6 +112,6 @@ def plot_curves(history: dict[str, list], out_dir: str | os.PathLike, *, rd_step
         ax.legend(loc="upper right", fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{stem}.png"
-        _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_atomic(path, writer=lambda tmp: fig.savefig(tmp, format="png"))
         paths.append(path)
     return paths
