@@ -25,7 +25,8 @@ class ConditionalDiscriminator(nn.Module):
         for w in widths[:-1]:
             layers += [spectral_norm(nn.Conv2d(c, w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
             c = w
-        layers += [spectral_norm(nn.Conv2d(c, widths[-1], 4, stride=1, padding="same")), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.ZeroPad2d((1, 2, 1, 2)),  # "same" size for an even kernel, without torch's padded copy
+                   spectral_norm(nn.Conv2d(c, widths[-1], 4, stride=1)), nn.LeakyReLU(0.2, inplace=True)]
         layers.append(spectral_norm(nn.Conv2d(widths[-1], 1, 1)))
         self.net = nn.Sequential(*layers)
 
