@@ -65,3 +65,18 @@ def test_subpixel_upscale_starts_checkerboard_free():
     out = up(torch.randn(1, 8, 5, 5))
     assert torch.allclose(out[..., 0::2, 0::2], out[..., 1::2, 1::2])
     assert torch.allclose(out[..., 0::2, 0::2], out[..., 0::2, 1::2])
+
+
+def test_fast_build_indexes_matches_compressai():
+    from compressai.entropy_models import GaussianConditional
+    from compressai.models.base import get_scale_table
+
+    from texpress.codec.model import SCALE_TABLE_LEVELS, FastGaussianConditional
+
+    table = get_scale_table(levels=SCALE_TABLE_LEVELS)
+    ref, fast = GaussianConditional(None), FastGaussianConditional(None)
+    ref.update_scale_table(table, force=True)
+    fast.update_scale_table(table, force=True)
+    scales = torch.cat([torch.rand(20000) * 300, table, table * (1 + 1e-7), table * (1 - 1e-7),
+                        torch.tensor([0.0, 0.05, 0.11, 256.0, 1e4])])
+    assert torch.equal(ref.build_indexes(scales), fast.build_indexes(scales))

@@ -70,6 +70,16 @@ def hyper_synthesis(c_y: int, n: int) -> nn.Sequential:
     )
 
 
+class FastGaussianConditional(GaussianConditional):
+    """CompressAI's GaussianConditional with a binary-search build_indexes: the same indexes as its
+    loop over the table (one pass per scale level), in one pass, which matters with 256 levels."""
+
+    def build_indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        scales = self.lower_bound_scale(scales)
+        # index = number of table entries below the scale (the last entry catches everything above)
+        return torch.searchsorted(self.scale_table[:-1].to(scales.dtype), scales.contiguous(), right=False).int()
+
+
 class TexpressModel(CompressionModel):
     """Encoder, generator and mean-scale hyperprior in one CompressionModel.
 
@@ -85,7 +95,7 @@ class TexpressModel(CompressionModel):
         self.h_a = hyper_analysis(cfg.latent_channels, cfg.hyper_channels)
         self.h_s = hyper_synthesis(cfg.latent_channels, cfg.hyper_channels)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.gaussian_conditional = FastGaussianConditional(None)
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Refresh the entropy coder's CDF tables (after training, before coding)."""
