@@ -10,23 +10,17 @@ from texpress.console import fail
 from texpress.errors import TexpressError
 
 
-
 def build_app() -> typer.Typer:
     """The full command tree; each layer adds its own sub-commands."""
     from texpress.codec import commands as codec_commands
+    from texpress.data import commands as data_commands
+    from texpress.evaluate import commands as evaluate_commands
+    from texpress.train import commands as train_commands
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="texpress: a learned image codec and the pipeline that trains and ships it.")
-
-    codec_commands.register(app)
-    for module in ("texpress.data.commands", "texpress.train.commands", "texpress.evaluate.commands"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
+    for layer in (codec_commands, train_commands, data_commands, evaluate_commands):
+        layer.register(app)
     return app
 
 
