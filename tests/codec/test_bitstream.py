@@ -69,3 +69,31 @@ def test_alpha_bomb_is_refused():
     bomb = zlib.compress(b"\0" * 10_000_000)
     with pytest.raises(BitstreamError):
         bitstream.decode_alpha(bomb, 10, 10)
+
+
+def test_crafted_streams_with_a_valid_checksum_never_crash_the_process(lite_ckpt, tpx, tmp_path):
+    """Empty, cut or garbage y/z strings re-packed with a correct CRC: the rANS decoder must not read
+    past the data (it has no bounds checks). Run in a child process so that a crash fails the test."""
+    import subprocess
+    import sys
+
+    payload = bitstream.unpack(tpx)
+    y, z = payload.y_string, payload.z_string
+    variants = [(b"", b""), (y[:5], z), (y, z[:3]), (b"\xff" * len(y), b"\xff" * len(z)), (y[::-1], z[::-1])]
+    for i, (ys, zs) in enumerate(variants):
+        (tmp_path / f"{i}.tpx").write_bytes(bitstream.pack(payload.header, ys, zs, payload.alpha))
+    script = (
+        "import sys, pathlib\n"
+        "from texpress.codec.api import Codec\n"
+        "from texpress.errors import TexpressError\n"
+        "codec = Codec.from_checkpoint(sys.argv[1])\n"
+        "for p in sorted(pathlib.Path(sys.argv[2]).glob('*.tpx')) * 20:\n"
+        "    try:\n"
+        "        codec.decompress(p.read_bytes())\n"
+        "    except TexpressError:\n"
+        "        pass\n"
+        "print('survived')\n"
+    )
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", script, str(lite_ckpt), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "survived" in proc.stdout, proc.stderr[-2000:]

@@ -140,3 +140,52 @@ def test_models_list_and_init(tmp_path):
     assert shown["config"]["upscale"] == "deconv" and shown["meta"]["seed"] == 7
     texpress("models", "init", "--preset", "lite", "-o", str(tmp_path / "m.ckpt"), check_rc=2)
     texpress("models", "init", "--preset", "nope", "-o", str(tmp_path / "n.ckpt"), check_rc=2)
+
+
+def test_output_that_is_a_file_is_a_usage_error_and_a_file_given_twice_is_coded_once(store, tmp_path):
+    a = store["src"] / "a.png"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    proc = texpress("compress", str(a), "-o", str(blocker), "-m", str(store["model"]), check_rc=2)
+    assert proc.stderr.strip().count("\n") == 0 and "not a folder" in proc.stderr
+    dest = tmp_path / "twice"
+    proc = texpress("compress", str(a), str(a), str(store["src"]), "-o", str(dest), "-m", str(store["model"]))
+    assert "error" not in proc.stderr
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.tpx")) == [
+        "a.tpx", "nested/b.tpx", "nested/deeper/c.tpx"]
+
+
+def test_info_errors_name_the_file_and_paths_with_brackets_print_verbatim(tmp_path):
+    bad = tmp_path / "x [1].tpx"
+    bad.write_bytes(b"TPX\x1a")
+    proc = texpress("info", str(bad), check_rc=2)
+    assert str(bad) in proc.stderr and "truncated" in proc.stderr
+    ckpt = tmp_path / "m [x].ckpt"
+    proc = texpress("models", "init", "--preset", "lite", "-o", str(ckpt))
+    assert str(ckpt) in " ".join(proc.stdout.split())
+
+
+def test_16_bit_rgb_and_animated_inputs_warn(store, tmp_path, photos):
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from texpress.codec.imageio import load_image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rgb16 = np.asarray(crop(photos[0], 40, 30)).astype(">u2") * 257  # a 16-bit RGB PNG, written by hand
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+    (src / "deep.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 16, 2, 0, 0, 0))
+                                   + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    frames = [crop(photos[i], 40, 30).convert("P") for i in range(3)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert any("16-bit RGB" in w for w in load_image(src / "deep.png").warnings)
+    assert any("first frame" in w for w in load_image(src / "anim.gif").warnings)
+    proc = texpress("compress", str(src), "-o", str(tmp_path / "o"), "-m", str(store["model"]))
+    assert "deep.png" in proc.stderr and "anim.gif" in proc.stderr and "warning" in proc.stderr

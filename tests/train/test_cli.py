@@ -35,3 +35,10 @@ def test_params_file_sections_are_checked(shards, tmp_path):
     (tmp_path / "params.yaml").write_text("train:\n  lamda_a: 2\n")
     proc = texpress("train", "--shards", str(shards), "-o", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 2 and "unknown train keys: lamda_a" in proc.stderr, proc.stderr
+
+
+def test_output_that_is_a_file_fails_before_training(shards, tmp_path):
+    (tmp_path / "out").write_text("a file, not a folder")
+    proc = texpress("train", "--shards", str(shards), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "out: output exists and is not a folder" in proc.stderr

@@ -107,7 +107,16 @@ class Codec:
         if h.alpha_bytes:
             alpha = np.frombuffer(bitstream.decode_alpha(payload.alpha, h.width, h.height), np.uint8)
             alpha = alpha.reshape(h.height, h.width)
-        x_hat = self.model.decompress([[payload.y_string], [payload.z_string]], (h.z_h, h.z_w))["x_hat"]
+        # CompressAI's rANS decoder reads the string without bounds checks: a crafted stream (valid
+        # checksum, short or garbage strings) would make it read past the end and may crash the
+        # process. Zero padding gives it at least one 32-bit word per symbol (it renormalises at
+        # most once per symbol), so such a file decodes to garbage pixels instead; the header
+        # already states the real lengths, so valid files are unaffected.
+        n_z = self.config.hyper_channels * h.z_h * h.z_w
+        n_y = self.config.latent_channels * (4 * h.z_h) * (4 * h.z_w)
+        y_string = payload.y_string + bytes(4 * n_y + 64)
+        z_string = payload.z_string + bytes(4 * n_z + 64)
+        x_hat = self.model.decompress([[y_string], [z_string]], (h.z_h, h.z_w))["x_hat"]
         return restore_mode(to_uint8(x_hat, h.height, h.width), h.mode, alpha)
 
     @torch.inference_mode()

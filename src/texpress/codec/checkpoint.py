@@ -99,6 +99,6 @@ def load_model(path: str | os.PathLike) -> TexpressModel:
         cfg = ModelConfig.from_dict(payload["config"])
         model = TexpressModel(cfg)
         model.load_state_dict(payload["state_dict"])
-    except (ConfigError, RuntimeError, KeyError) as exc:
+    except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not match its config ({str(exc).splitlines()[0]})") from None
     return model.eval()

@@ -20,7 +20,7 @@ models_app = typer.Typer(no_args_is_help=True, help="List presets, create and in
 MODEL_OPTION = typer.Option(..., "--model", "-m", help="Checkpoint file (.ckpt or .safetensors).")
 OUT_OPTION = typer.Option(..., "--output", "-o", help="Output folder (created if missing).")
 FORCE_OPTION = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
-MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", help="Refuse images above this many pixels "
+MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", min=1, help="Refuse images above this many pixels "
                                  "[default: $TEXPRESS_MAX_PIXELS or 100,000,000].")
 
 
@@ -84,10 +84,24 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
             except OSError as exc:
                 report_item_error(str(job.source), exc.strerror or str(exc))
                 summary.failed += 1
+            except Exception as exc:  # a decoder's own bug on a crafted file must not stop the batch
+                first = (str(exc).strip().splitlines() or [""])[0]
+                report_item_error(str(job.source), f"unexpected error ({type(exc).__name__}: {first})")
+                summary.failed += 1
             progress.advance(task)
     summary.seconds = time.perf_counter() - start
     out_console.print(summary.table(title))
     return summary
+
+
+def _check_output_dir(output: Path) -> None:
+    """The output folder must be a folder we can create: anything else stops the command (exit 2)."""
+    if output.exists() and not output.is_dir():
+        raise fail(f"{output}: output exists and is not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"{output}: cannot create the output folder ({exc.strerror or exc})")
 
 
 def _exit_for(summary: BatchSummary) -> None:
@@ -112,6 +126,7 @@ def compress(
     from texpress.codec.files import IMAGE_SUFFIXES
 
     codec = _load_codec(model, max_pixels)
+    _check_output_dir(output)
 
     def work(path: Path):
         image = codec.load(path)
@@ -132,6 +147,7 @@ def decompress(
 ) -> None:
     """Restore .tpx files to PNG images (the model must be the one that made them)."""
     codec = _load_codec(model, max_pixels)
+    _check_output_dir(output)
 
     def work(path: Path):
         image = codec.decompress(path.read_bytes())
@@ -150,7 +166,10 @@ def info(file: Path = typer.Argument(..., help="A .tpx file.")) -> None:
         data = file.read_bytes()
     except OSError as exc:
         raise fail(f"{file}: {exc.strerror or exc}")
-    payload = bitstream.unpack(data)
+    try:
+        payload = bitstream.unpack(data)
+    except TexpressError as exc:
+        raise fail(f"{file}: {exc}")
     h = payload.header
     record = {"file": str(file), "bytes": len(data), **h.to_dict(),
               "bpp": round(bits_per_pixel(len(data), h.width, h.height), 6), "checksum": "ok"}
@@ -174,7 +193,8 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
         return
     t = Table(title="texpress presets (kMAC per input pixel; decoder = hyper-synthesis + generator)")
     for col in ("preset", "enc params", "dec params", "enc kMAC/px", "dec kMAC/px", "latent y", "upscale"):
-        t.add_column(col, justify="left" if col in ("preset", "latent y", "upscale") else "right")
+        t.add_column(col, justify="left" if col in ("preset", "latent y", "upscale") else "right",
+                     no_wrap=col in ("preset", "latent y", "upscale"))
     for r in rows:
         t.add_row(r["preset"], f"{r['encoder_params'] / 1e6:.2f} M", f"{r['decoder_params'] / 1e6:.2f} M",
                   f"{r['encoder_kmac_per_px']:.1f}", f"{r['decoder_kmac_per_px']:.1f}", r["latent"], r["upscale"])
@@ -199,7 +219,7 @@ def models_init(
     if upscale:
         cfg = cfg.replace(upscale=upscale)
     fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
-    out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})")
+    out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})", markup=False)
 
 
 @models_app.command("show")

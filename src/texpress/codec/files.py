@@ -24,8 +24,13 @@ def expand(inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: st
     jobs: list[Job] = []
     problems: list[tuple[Path, str]] = []
     seen_targets: dict[Path, Path] = {}
+    seen_sources: set[Path] = set()
 
     def add(source: Path, rel: Path) -> None:
+        key = source.absolute().parent.resolve() / source.name  # links to one file stay separate inputs
+        if key in seen_sources:  # the same file named twice (or also inside a folder given): once is enough
+            return
+        seen_sources.add(key)
         target = out_dir / rel.with_suffix(out_suffix)
         other = seen_targets.get(target)
         if other is not None:

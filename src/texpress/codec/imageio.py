@@ -16,7 +16,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from texpress.errors import InputError
+from texpress.errors import ConfigError, InputError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "TEXPRESS_MAX_PIXELS"
@@ -27,7 +27,15 @@ ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 def default_max_pixels() -> int:
     """The pixel limit: TEXPRESS_MAX_PIXELS if set, else 100 megapixels."""
     value = os.environ.get(MAX_PIXELS_ENV)
-    return int(value) if value else DEFAULT_MAX_PIXELS
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} is not a whole number of pixels") from None
+    if limit < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV} must be at least 1, got {limit}")
+    return limit
 
 
 @dataclass
@@ -78,7 +86,10 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(fp)
             _check_size(im.width, im.height, max_pixels)
+            bits = _sample_bits(im)
             im.load()
+            if bits > 8:
+                im.info["texpress_bits"] = bits  # Pillow reduces 16-bit RGB to 8 bits silently
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
@@ -89,9 +100,19 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
         raise InputError("permission denied") from None
     except FileNotFoundError:
         raise InputError("no such file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # OSError, SyntaxError, ValueError, EOFError, and plugins' struct.error, IndexError...
         raise InputError(f"truncated or corrupt image ({_one_line(exc)})") from None
     return im
+
+
+def _sample_bits(im: Image.Image) -> int:
+    """Bits per sample of the file before Pillow decodes it (16 for RGB;16B, I;16 and the like)."""
+    for tile in getattr(im, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and (";16" in rawmode or rawmode.endswith("16")):
+            return 16
+    return 8
 
 
 def _one_line(exc: BaseException) -> str:
@@ -111,6 +132,10 @@ def _to_8bit(im: Image.Image, notes: list[str]) -> Image.Image:
 def normalise(im: Image.Image) -> LoadedImage:
     """EXIF-orient and convert any Pillow mode to RGB (+ alpha), remembering the mode to restore."""
     notes: list[str] = []
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append(f"animated image with {im.n_frames} frames: only the first frame is coded")
+    if im.info.get("texpress_bits", 8) > 8 and im.mode in ("RGB", "RGBA"):
+        notes.append(f"{im.info['texpress_bits']}-bit {im.mode} input reduced to 8 bits per sample")
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not lose the image

@@ -28,6 +28,7 @@ def load_configs(params: Path | None) -> tuple[Any, Any]:
 
 def summary_table(outcome) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     m = outcome.metrics
     table = Table(title="training", show_header=False, box=None, pad_edge=False)
@@ -49,7 +50,7 @@ def summary_table(outcome) -> Any:
         ("time", f"{outcome.seconds:.1f} s"),
     ]
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(v))  # paths may hold [brackets]: plain text, not rich markup
     return table
 
 

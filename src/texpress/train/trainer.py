@@ -182,6 +182,8 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     started = time.perf_counter()
     shards = _abs(shards)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # found out now, not after the whole training
+        raise InputError(f"{out_dir}: output exists and is not a folder")
     if not list_shards(shards, "train"):
         raise InputError(f"{shards}: no training shards (expected {shards}/train/shard-*.tar from `texpress data ingest`)")
     version = dataset_version(shards)
@@ -191,6 +193,10 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     init_source = None
     if init_payload is not None:
         init_source = init_payload.get("fingerprint") or init_payload["source"]
+    try:  # the inputs are usable: make sure the outputs can be written before training starts
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
 
     uri, artifact_location = resolve_tracking(tracking_dir)
     experiment_id = ensure_experiment(uri, cfg.experiment, artifact_location)
