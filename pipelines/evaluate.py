@@ -40,7 +40,7 @@ def _training_run(model: str, tracking_uri: str) -> str | None:
 
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
-    from texpress.data.config import load_params
+    from texpress.params import load_params
     from texpress.evaluate.config import EvalConfig
     from texpress.evaluate.run import run_eval
     from texpress.evaluate.runner import ModelSpec

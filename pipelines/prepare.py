@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from texpress.console import err_console, fail, out_console, warn
-from texpress.data.config import PrepareConfig, load_params
+from texpress.data.config import PrepareConfig
+from texpress.params import load_params
 from texpress.data.prepare import gather
 from texpress.errors import TexpressError
 

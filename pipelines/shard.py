@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console
-from texpress.data.config import ShardConfig, load_params
+from texpress.data.config import ShardConfig
+from texpress.params import load_params
 from texpress.data.report import run_ingest
 from texpress.errors import TexpressError
 

@@ -20,7 +20,8 @@ OUT = "models"
 
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
-    from texpress.data.config import LoaderConfig, load_params
+    from texpress.data.config import LoaderConfig
+    from texpress.params import load_params
     from texpress.train.commands import summary_table
     from texpress.train.config import TrainConfig
     from texpress.train.trainer import run_training

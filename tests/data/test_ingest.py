@@ -145,7 +145,7 @@ def test_failure_midway_leaves_no_partial_output(tmp_path, photo_dir):
 
 def test_sample_photos_fill_every_split_with_default_params(tmp_path):
     """The pipeline default (params.yaml) gives val and test at least one of the 11 bundled photos."""
-    from texpress.data.config import load_params
+    from texpress.params import load_params
     from texpress.samples import sample_photos
 
     params = Path(__file__).resolve().parents[2] / "params.yaml"

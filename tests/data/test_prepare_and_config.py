@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from texpress.data.config import LoaderConfig, PrepareConfig, ShardConfig, load_params
+from texpress.data.config import LoaderConfig, PrepareConfig, ShardConfig
+from texpress.params import load_params
 from texpress.data.prepare import gather
 from texpress.errors import ConfigError, InputError
 

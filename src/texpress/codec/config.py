@@ -6,10 +6,11 @@ variant builds, saves and loads through the same code path.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from texpress.errors import ConfigError
+from texpress.params import build_section
 
 UPSCALE_KINDS = ("deconv", "subpixel")
 
@@ -53,11 +54,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return build_section(cls, d, "model config")
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return replace(self, **changes)

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from texpress.errors import ConfigError
+from texpress.params import build_section
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -31,15 +31,7 @@ class _Section:
 
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any] | None) -> T:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown {cls.section} keys: {', '.join(sorted(unknown))}")
-        try:
-            return cls(**d)  # type: ignore[call-arg]
-        except (TypeError, ValueError) as exc:  # a value of the wrong type, e.g. min_side: abc
-            raise ConfigError(f"{cls.section}: {exc}") from None
+        return build_section(cls, d, cls.section)
 
     def replace(self: T, **changes: Any) -> T:
         return replace(self, **changes)  # type: ignore[type-var]
@@ -134,21 +126,3 @@ class LoaderConfig(_Section):
             raise ConfigError(f"loader.num_workers must be >= 0, got {self.num_workers}")
         if self.val_max_side is not None and self.val_max_side < 1:
             raise ConfigError(f"loader.val_max_side must be at least 1 or null, got {self.val_max_side}")
-
-
-def load_params(path: str | Path, section: str) -> dict[str, Any]:
-    """One section of a params.yaml file (an empty dict when the section is absent)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        with path.open() as f:
-            params = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such params file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    value = params.get(section) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: section {section!r} must be a mapping")
-    return value

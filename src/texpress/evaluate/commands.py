@@ -69,7 +69,7 @@ def run_command(
     from texpress.evaluate.run import run_eval
     from texpress.evaluate.runner import ModelSpec
 
-    from texpress.data.config import load_params
+    from texpress.params import load_params
 
     section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:

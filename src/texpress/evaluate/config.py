@@ -5,10 +5,11 @@ FigureConfig (`figure:`) those of the side-by-side crops figure."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from texpress.errors import ConfigError
+from texpress.params import build_section
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,9 @@ class EvalConfig:
         if self.max_images is not None and int(self.max_images) < 1:
             raise ConfigError("max_images must be at least 1")
         if isinstance(self.texture, dict):
-            object.__setattr__(self, "texture", _build(TextureConfig, self.texture, "evaluate.texture"))
+            object.__setattr__(self, "texture", build_section(TextureConfig, self.texture, "evaluate.texture"))
         if isinstance(self.figure, dict):
-            object.__setattr__(self, "figure", _build(FigureConfig, self.figure, "evaluate.figure"))
+            object.__setattr__(self, "figure", build_section(FigureConfig, self.figure, "evaluate.figure"))
 
     def qualities_for(self, baseline: str) -> tuple[float, ...]:
         from texpress.evaluate.baselines import BASELINES
@@ -130,20 +131,7 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "EvalConfig":
-        return _build(cls, d or {}, "evaluate")
-
-
-def _build(cls, d: dict[str, Any], where: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where} must be a mapping")
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ConfigError(f"unknown {where} keys: {', '.join(sorted(unknown))}")
-    try:
-        return cls(**d)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        return build_section(cls, d, "evaluate")
 
 
 def parse_baselines(text: str) -> tuple[str, ...]:

@@ -16,7 +16,8 @@ def load_configs(params: Path | None) -> tuple[Any, Any]:
     """(TrainConfig, LoaderConfig) from the `train` and `loader` sections of a params file.
 
     params None: ./params.yaml when there is one, else the dataclass defaults."""
-    from texpress.data.config import LoaderConfig, load_params
+    from texpress.data.config import LoaderConfig
+    from texpress.params import load_params
     from texpress.train.config import TrainConfig
 
     if params is None:

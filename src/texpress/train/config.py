@@ -11,10 +11,11 @@ is measured on the 0-255 scale, as in HiFiC, so the HiFiC value k_m = 0.075 * 2^
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from texpress.errors import ConfigError
+from texpress.params import build_section
 
 HIFIC_K_M = 0.075 * 2**-5  # 0.00234375, for MSE on the 0-255 scale
 
@@ -143,12 +144,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown train keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return build_section(cls, d, "train")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
