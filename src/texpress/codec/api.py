@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from texpress.codec import bitstream
@@ -23,19 +22,14 @@ from texpress.codec.checkpoint import fingerprint as model_fingerprint
 from texpress.codec.checkpoint import load_model
 from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
-from texpress.codec.model import PAD_MULTIPLE, TexpressModel
+from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
 from texpress.errors import BitstreamError, ModelMismatchError
-
-
-def _padding(size: int) -> int:
-    return (-size) % PAD_MULTIPLE
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 to a padded float 1x3xH'xW' tensor in [0, 1]."""
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div_(255.0)
-    h, w = rgb.shape[:2]
-    return F.pad(x, (0, _padding(w), 0, _padding(h)), mode="replicate")
+    return pad_to_multiple(x)
 
 
 def to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -78,7 +72,7 @@ class Codec:
         z_h, z_w = out["shape"]
         header = bitstream.Header(
             fingerprint=self.fingerprint, width=image.width, height=image.height, mode=image.mode,
-            pad_h=_padding(image.height), pad_w=_padding(image.width), z_h=z_h, z_w=z_w,
+            pad_h=padding(image.height), pad_w=padding(image.width), z_h=z_h, z_w=z_w,
             y_bytes=0, z_bytes=0, alpha_bytes=0,
         )
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""

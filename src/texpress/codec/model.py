@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
@@ -18,6 +19,17 @@ PARAM_GRID = 1024.0  # inference-time means and scales are multiples of 1/PARAM_
 # 256 log-spaced scales from 0.11 to 256 (neighbours 3 % apart): the coded size comes within ~1 % of
 # the likelihoods' estimate; CompressAI's default 64 levels (13 % apart) cost about 5 % on y.
 SCALE_TABLE_LEVELS = 256
+
+
+def padding(size: int) -> int:
+    """Rows or columns to add so that `size` becomes a multiple of PAD_MULTIPLE."""
+    return (-size) % PAD_MULTIPLE
+
+
+def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """Edge-replicate a (N, C, H, W) batch on the bottom and right up to multiples of PAD_MULTIPLE."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, padding(w), 0, padding(h)), mode="replicate") if (padding(h) or padding(w)) else x
 
 
 class Encoder(nn.Module):

@@ -39,12 +39,6 @@ STATE_FORMAT = "texpress-train-state"
 
 # ---------------------------------------------------------------- validation
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
-
-
 @torch.no_grad()
 def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = False,
              grid_images: int = 0) -> tuple[dict[str, float], list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -54,7 +48,7 @@ def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = 
     the reconstruction is what the decoder would produce). bitstream=True: real entropy coding of y
     and z (needs an updated model) and decoding from the bytes. Inputs are padded (replicate) to a
     multiple of 64 and the output is cropped back; bpp counts the bits over the original pixels."""
-    from texpress.codec.model import PAD_MULTIPLE
+    from texpress.codec.model import pad_to_multiple
     from texpress.train.losses import MSE_255, bits_per_pixel, ms_ssim_any, psnr_from_mse_255
 
     was_training = codec.training
@@ -65,7 +59,7 @@ def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = 
         for _key, x in items:
             x = x.to(device)
             h, w = x.shape[-2:]
-            xp = pad_to_multiple(x, PAD_MULTIPLE)
+            xp = pad_to_multiple(x)
             if bitstream:
                 enc = codec.compress(xp)
                 nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
