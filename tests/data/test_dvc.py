@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ..conftest import isolated_dvc_env
 from .conftest import tree_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,15 +29,7 @@ def test_repro_push_and_pull_in_a_fresh_clone(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     bindir = Path(sys.executable).parent
-    env = {**os.environ,
-           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1",
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
-           "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
-           "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    env = isolated_dvc_env(tmp_path)
     dvc = [str(bindir / "dvc")]
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from texpress.codec.checkpoint import build_model, save_checkpoint
 from texpress.codec.config import get_preset
 from texpress.codec.imageio import load_image
 
+from ..conftest import isolated_dvc_env
 from .conftest import centre
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,14 +63,7 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
 
     bindir = Path(sys.executable).parent
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**os.environ,
-           "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1",
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site"),
-           "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-global"),
-           "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-system"),
-           "MLFLOW_TRACKING_URI": uri,
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    env = isolated_dvc_env(tmp_path, MLFLOW_TRACKING_URI=uri)
     env.pop("MLFLOW_RUN_ID", None)
     dvc = [str(bindir / "dvc")]
     repo = tmp_path / "repo"
