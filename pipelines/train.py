@@ -1,5 +1,6 @@
 """DVC stage `train`: train the codec on data/shards with Ray Train, tracked in MLflow (params: train, loader).
 
+A warm start (train.init_from) reads that checkpoint first; its architecture replaces train.preset.
 Outputs: models/model.ckpt (ready for `texpress compress --model`), models/train_metrics.json
 (final validation bpp from the real bitstream, PSNR, MS-SSIM), models/train_curves.tsv and
 models/curves/*.png (rate, distortion and rate-distortion loss against iterations).
@@ -31,7 +32,9 @@ def main() -> int:
         loader_cfg = LoaderConfig.from_dict(load_params(PARAMS, "loader"))
         err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} "
                           f"adversarial steps on {cfg.workers} worker(s)", highlight=False)
-        outcome = run_training(cfg, loader_cfg, SHARDS, OUT)
+        if cfg.init_from:
+            err_console.print(f"warm start from {cfg.init_from}", highlight=False)
+        outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=cfg.init_from)
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     out_console.print(summary_table(outcome))

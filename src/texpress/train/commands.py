@@ -64,7 +64,7 @@ def train_command(
                                         "adversarial phase in the params' proportion."),
     workers: Optional[int] = typer.Option(None, help="Ray Train workers."),
     init_from: Optional[Path] = typer.Option(None, "--from", help="Warm start from this checkpoint (model.ckpt, "
-                                             "a Ray checkpoint folder or train_state.pt)."),
+                                             "a Ray checkpoint folder or train_state.pt; default: train.init_from)."),
     params: Optional[Path] = typer.Option(None, help="params.yaml whose `train` and `loader` sections are the "
                                           "defaults (default: ./params.yaml if present)."),
     gpus_per_worker: Optional[float] = typer.Option(None, help="GPUs per worker (0: CPU)."),
@@ -101,7 +101,7 @@ def train_command(
     err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial "
                       f"steps, {cfg.workers} worker(s), patches {loader_cfg.patch_size}px x {loader_cfg.batch_size}",
                       highlight=False)
-    outcome = run_training(cfg, loader_cfg, shards, out, init_from=init_from, run_name=run_name,
+    outcome = run_training(cfg, loader_cfg, shards, out, init_from=init_from or cfg.init_from, run_name=run_name,
                            storage_path=storage_path)
     out_console.print(summary_table(outcome))
 
