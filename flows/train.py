@@ -1,0 +1,118 @@
+"""Flow `train`: train (or warm start) the codec on Ray, evaluate it, and register it.
+
+The run's settings go into params.yaml and the DVC stages do the work (`dvc repro train evaluate`,
+plus `register` where the pipeline has it), so a run from the UI and `dvc repro` on the same
+checkout give the same model and the same dvc.lock. A re-run with the same data version, params
+and code returns the cached result instead of training again (`force` trains anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from prefect import flow, task
+from prefect.cache_policies import INPUTS
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.common import TRANSIENT_RETRIES, dvc, mlflow_links, read_json, report, repo_root, set_params
+
+EVAL_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio")
+
+
+class TrainParams(BaseModel):
+    """One training run; unset fields keep the values in params.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    preset: Literal["lite", "base", "hific"] | None = Field(None, description="Model preset when training from scratch.")
+    init_from: str | None = Field(None, description="Warm start from a checkpoint path or models:/NAME@ALIAS.")
+    rd_steps: int | None = Field(None, ge=0, description="Rate-distortion steps (phase 1).")
+    gan_steps: int | None = Field(None, ge=0, description="Adversarial steps (phase 2).")
+    workers: int | None = Field(None, ge=1, description="Ray Train workers.")
+    gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per worker (0: CPU).")
+    patch_size: int | None = Field(None, ge=16, description="Training crop side in pixels.")
+    batch_size: int | None = Field(None, ge=1, description="Crops per worker and step.")
+    ray_address: str | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, else a local Ray.")
+    extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
+    force: bool = Field(False, description="Train even when this data version and these params were trained before.")
+
+    def param_changes(self) -> dict[str, Any]:
+        return {"train.preset": self.preset, "train.init_from": self.init_from, "train.rd_steps": self.rd_steps,
+                "train.gan_steps": self.gan_steps, "train.workers": self.workers,
+                "train.gpus_per_worker": self.gpus_per_worker, "loader.patch_size": self.patch_size,
+                "loader.batch_size": self.batch_size, **self.extra_params}
+
+
+@task(**TRANSIENT_RETRIES)
+def check_ray(address: str) -> None:
+    """Reach the Ray cluster's port before training starts (a head node may be restarting)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10):
+        pass
+
+
+@task
+def dataset(repo: Path) -> str:
+    """`dvc repro shard` (a no-op when the dataset is current); the data version."""
+    from texpress.data.manifest import dataset_version
+
+    dvc("repro", "shard", cwd=repo)
+    return dataset_version(repo / "data" / "shards")
+
+
+def fingerprint(repo: Path, stages: list[str], data_version: str) -> str:
+    """What decides a training run's result: the data version, the stages' params and the code."""
+    from texpress.params import load_params
+
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    sections = sorted({s for stage in stages for s in pipeline[stage].get("params", []) if isinstance(s, str)})
+    params = {s: load_params(repo / "params.yaml", s) for s in sections}
+    git = ["git", "-C", str(repo)]
+    code = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    code += subprocess.run(git + ["diff", "HEAD", "--", "src", "pipelines", "dvc.yaml"], capture_output=True,
+                           text=True).stdout
+    blob = json.dumps({"stages": stages, "data": data_version, "params": params, "code": code}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@task(cache_policy=INPUTS, persist_result=True, retries=1, retry_delay_seconds=30)
+def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address: str | None) -> dict[str, Any]:
+    """`dvc repro train evaluate ...`; a retry resumes the Ray run from its last checkpoint."""
+    dvc("repro", *stages, cwd=repo, env={"RAY_ADDRESS": ray_address} if ray_address else None)
+    train_metrics = read_json(repo / "models" / "train_metrics.json")
+    eval_metrics = read_json(repo / "reports" / "eval" / "metrics.json")
+    return {"train": train_metrics, "eval": eval_metrics, "fingerprint": run_fingerprint}
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The metrics table of the run's report."""
+    t, e = result["train"], result["eval"]
+    rows = {"model fingerprint": t.get("model_fingerprint"), "steps": t.get("steps"), "val bpp": t.get("val_bpp"),
+            "val PSNR (dB)": t.get("val_psnr"), "val MS-SSIM": t.get("val_ms_ssim")}
+    rows.update({f"test {k}": e.get("texpress", {}).get(k) for k in EVAL_KEYS if e})
+    for pair, values in (e.get("bd_rate") or {}).items():
+        rows[f"BD-rate PSNR {pair.split('_vs_')[-1]} (%)"] = values.get("psnr-rgb")
+    return rows
+
+
+@flow(name="train", log_prints=True)
+def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
+    """Train or warm start the codec on Ray, evaluate it against the classical codecs, and register it."""
+    repo = repo_root()
+    if params.ray_address:
+        check_ray(params.ray_address)
+    set_params(repo, params.param_changes())
+    version = dataset(repo)
+    stages = ["train", "evaluate"]
+    task_run = repro_train.with_options(refresh_cache=params.force)
+    result = task_run(repo, stages, fingerprint(repo, stages, version), params.ray_address)
+    run_id = result["train"].get("mlflow_run_id")
+    report("train", f"Training on data version {version[:16]}", summary(result), mlflow_links(run_id))
+    return {**result, "data_version": version, "mlflow_run_id": run_id}
