@@ -89,9 +89,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def mlflow_links(run_id: str | None = None, model: str | None = None, version: str | int | None = None) -> dict[str, str]:
     """Links to the MLflow run and model version: clickable when the store is a server, else the ids."""
-    from texpress.train.tracking import resolve_tracking
-
-    uri = resolve_tracking(repo_root())[0]
+    uri = tracking_uri(repo_root())
     server = uri.startswith(("http://", "https://"))
     links: dict[str, str] = {}
     if run_id:
@@ -124,3 +122,27 @@ def report(key: str, title: str, metrics: dict[str, Any], links: dict[str, str] 
     markdown = "\n".join(lines) + "\n"
     create_markdown_artifact(markdown=markdown, key=key, description=title)
     return markdown
+
+
+def tracking_uri(repo: Path) -> str:
+    """The MLflow store the stages log to: $MLFLOW_TRACKING_URI, else the checkout's mlflow.db."""
+    from texpress.train.tracking import resolve_tracking
+
+    return resolve_tracking(repo)[0]
+
+
+def registry_config(repo: Path):
+    """The `registry:` section of params.yaml (texpress.registry.config.RegistryConfig)."""
+    from texpress.params import load_params
+    from texpress.registry.config import RegistryConfig
+
+    return RegistryConfig.from_dict(load_params(repo / "params.yaml", "registry"))
+
+
+def model_name(repo: Path, name: str | None = None) -> str:
+    """The registered model name: `name`, else registry.name, else texpress-<train.preset>."""
+    from texpress.params import load_params
+
+    if name:
+        return name
+    return registry_config(repo).name or f"texpress-{load_params(repo / 'params.yaml', 'train').get('preset', 'lite')}"

@@ -1,9 +1,10 @@
 """Flow `train`: train (or warm start) the codec on Ray, evaluate it, and register it.
 
-The run's settings go into params.yaml and the DVC stages do the work (`dvc repro train evaluate`,
-plus `register` where the pipeline has it), so a run from the UI and `dvc repro` on the same
-checkout give the same model and the same dvc.lock. A re-run with the same data version, params
-and code returns the cached result instead of training again (`force` trains anyway).
+The run's settings go into params.yaml and the DVC stages do the work (`dvc repro train evaluate`),
+so a run from the UI and `dvc repro` on the same checkout give the same model and the same
+dvc.lock; the checkpoint is then registered through texpress.registry (idempotent: a checkpoint
+registered before keeps its version). A re-run with the same data version, params and code returns
+the cached result instead of training again (`force` trains anyway).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from prefect import flow, task
 from prefect.cache_policies import INPUTS
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.common import TRANSIENT_RETRIES, dvc, mlflow_links, read_json, report, repo_root, set_params
+from flows.common import (TRANSIENT_RETRIES, dvc, mlflow_links, model_name, read_json, registry_config, report,
+                          repo_root, set_params, tracking_uri)
 
 EVAL_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio")
 
@@ -38,6 +40,8 @@ class TrainParams(BaseModel):
     patch_size: int | None = Field(None, ge=16, description="Training crop side in pixels.")
     batch_size: int | None = Field(None, ge=1, description="Crops per worker and step.")
     ray_address: str | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, else a local Ray.")
+    register_model: bool = Field(True, description="Register the trained model in the MLflow model registry.")
+    model_name: str | None = Field(None, description="Registered model name (default: registry.name, else texpress-PRESET).")
     extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
@@ -91,6 +95,24 @@ def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address
     return {"train": train_metrics, "eval": eval_metrics, "fingerprint": run_fingerprint}
 
 
+@task(**TRANSIENT_RETRIES)
+def register_version(repo: Path, name: str) -> dict[str, Any]:
+    """A model version for models/model.ckpt with its evaluation tags (the same version when that
+    checkpoint is already registered); retried, as the tracking server may be briefly unreachable."""
+    from texpress.registry.register import register_checkpoint
+
+    reg = register_checkpoint(repo / "models" / "model.ckpt", name, tracking_uri=tracking_uri(repo),
+                              eval_summary=repo / "reports" / "eval" / "summary.json", cfg=registry_config(repo))
+    return {"name": reg.name, "version": reg.version, "created": reg.created}
+
+
+def checkpoint_fingerprint(repo: Path) -> str | None:
+    from texpress.codec.checkpoint import read_checkpoint
+
+    model = repo / "models" / "model.ckpt"
+    return read_checkpoint(model).get("fingerprint") if model.is_file() else None
+
+
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The metrics table of the run's report."""
     t, e = result["train"], result["eval"]
@@ -111,8 +133,15 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     set_params(repo, params.param_changes())
     version = dataset(repo)
     stages = ["train", "evaluate"]
-    task_run = repro_train.with_options(refresh_cache=params.force)
-    result = task_run(repo, stages, fingerprint(repo, stages, version), params.ray_address)
+    key = fingerprint(repo, stages, version)
+    result = repro_train.with_options(refresh_cache=params.force)(repo, stages, key, params.ray_address)
+    if checkpoint_fingerprint(repo) != result["train"].get("model_fingerprint"):  # cached, but the checkout moved on
+        result = repro_train.with_options(refresh_cache=True)(repo, stages, key, params.ray_address)
     run_id = result["train"].get("mlflow_run_id")
-    report("train", f"Training on data version {version[:16]}", summary(result), mlflow_links(run_id))
-    return {**result, "data_version": version, "mlflow_run_id": run_id}
+    registered = register_version(repo, model_name(repo, params.model_name)) if params.register_model else None
+    rows = summary(result)
+    if registered:
+        rows["registered version"] = f"{registered['name']} {registered['version']}"
+    links = mlflow_links(run_id, **({"model": registered["name"], "version": registered["version"]} if registered else {}))
+    report("train", f"Training on data version {version[:16]}", rows, links)
+    return {**result, "data_version": version, "mlflow_run_id": run_id, "registered": registered}
