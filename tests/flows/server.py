@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import httpx
 
 PREFECT = [sys.executable, "-m", "prefect"]
-POOL = "texpress"
+POOL = "texpress-process"  # prefect.yaml's work pool
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

@@ -4,6 +4,7 @@ its reason and visible retries, and the UI's deployments page shows the texpress
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,16 +16,21 @@ import pytest
 
 from ..conftest import isolated_dvc_env
 from .conftest import ROOT, make_checkout
-from .server import prefect_stack
+from .server import POOL, prefect_stack
 
 pytestmark = pytest.mark.heavy
+# the registry (issue 10) and bulk (issue 11) layers: the flows over them are tested once they are here
+HAS_REGISTRY = importlib.util.find_spec("texpress.registry.register") is not None
+HAS_BULK = importlib.util.find_spec("texpress.bulk.job") is not None
+FLOWS = ("ingest", "train", "promote", "bulk-compress", "bulk-decompress", "nightly")
 
 # a few steps of the lite model on 1 Ray worker, evaluated against JPEG on one cropped test image
 TINY_TRAIN = {"preset": "lite", "rd_steps": 4, "gan_steps": 2, "workers": 1, "patch_size": 64, "batch_size": 2,
               "extra_params": {"train.val_every": 3, "train.checkpoint_every": 3, "train.log_every": 2,
                                "train.val_images": 2, "train.grid_images": 1, "loader.batches_per_epoch": 10,
                                "loader.num_workers": 0, "loader.val_max_side": 128, "evaluate.baselines": ["jpeg"],
-                               "evaluate.crop": [128, 128], "evaluate.max_images": 1}}
+                               "evaluate.crop": [128, 128], "evaluate.max_images": 1},
+              "register_model": HAS_REGISTRY}
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +49,14 @@ def stack(tmp_path_factory):
 def test_deploy_all_creates_the_deployments_of_prefect_yaml(stack):
     api, _, _ = stack
     deployments = {d["name"]: d for d in api.deployments()}
-    assert {"texpress-ingest", "texpress-train"} <= set(deployments)
+    assert set(deployments) == {f"texpress-{name}" for name in FLOWS}
     for d in deployments.values():
-        assert d["work_pool_name"] == "texpress" and "texpress" in d["tags"]
+        assert d["work_pool_name"] == POOL and "texpress" in d["tags"]
         assert d["parameter_openapi_schema"]["properties"]["params"]  # the typed form the UI renders
     assert deployments["texpress-ingest"]["parameters"]["params"]["sources"] == ["samples"]
+    (nightly,) = deployments["texpress-nightly"]["schedules"]
+    assert nightly["schedule"]["cron"] == "0 2 * * *" and nightly["active"] is False  # paused until turned on
+    assert not any(d["schedules"] for name, d in deployments.items() if name != "texpress-nightly")
 
 
 def test_ingest_then_train_from_the_api(stack):
@@ -70,10 +79,39 @@ def test_ingest_then_train_from_the_api(stack):
     assert status == ("FINISHED",)
     report = api.artifact("train")["data"]
     assert metrics["mlflow_run_id"] in report and metrics["model_fingerprint"] in report
+    if HAS_REGISTRY:
+        with sqlite3.connect(repo / "mlflow.db") as db:
+            versions = db.execute("select name, version, run_id from model_versions").fetchall()
+        assert versions == [("texpress-lite", 1, metrics["mlflow_run_id"])]
+        assert "models:/texpress-lite/1" in report
     # the UI run left params.yaml and dvc.lock as `dvc repro` would: nothing left to reproduce
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "train", "evaluate"], cwd=repo, env=env,
                             capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout + status.stderr
+
+
+@pytest.mark.skipif(not (HAS_REGISTRY and HAS_BULK), reason="needs the registry and bulk layers (issues 10, 11)")
+def test_nightly_then_bulk_decompress_from_the_api(stack):
+    """After ingest and train: nightly re-uses both (DVC skips, the train task's cache hits), runs the
+    gate on the trained version and compresses the gathered photos; then the store is restored."""
+    api, repo, _ = stack
+    nightly = {"train": TINY_TRAIN, "promote": {"max_images": 1}}
+    run = api.wait(api.run_deployment("texpress-nightly", {"params": nightly}), timeout=600)
+    assert run["state_type"] == "COMPLETED", api.logs(run["id"])[-20:]
+    assert any("Cached" in t["state_name"] for t in api.post("/task_runs/filter", {}) if t["name"].startswith("repro_train"))
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        assert db.execute("select count(*) from model_versions").fetchone() == (1,)  # the same version, judged
+        aliases = dict(db.execute("select alias, version from registered_model_aliases").fetchall())
+    assert aliases.get("champion") == 1 or aliases.get("challenger") == 1
+    compressed = json.loads((repo / "reports/bulk/tpx/report.json").read_text())
+    assert compressed["done"] == 11 and compressed["failed"] == 0
+    assert len(list((repo / "reports/bulk/tpx").rglob("*.tpx"))) == 11
+    assert "| promoted |" in api.artifact("promote")["data"] and "| store images coded | 11 |" in api.artifact("nightly")["data"]
+
+    model = "models:/texpress-lite@champion" if aliases.get("champion") else "models:/texpress-lite/1"
+    run = api.wait(api.run_deployment("texpress-bulk-decompress", {"params": {"model": model}}), timeout=300)
+    assert run["state_type"] == "COMPLETED", api.logs(run["id"])[-20:]
+    assert len(list((repo / "reports/bulk/png").rglob("*.png"))) == 11
 
 
 def test_unreachable_source_fails_with_its_reason_after_retries(stack):
@@ -95,8 +133,8 @@ def test_ui_deployments_page_shows_the_texpress_deployments(stack, tmp_path):
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                 "--window-size=1440,900", "--virtual-time-budget=20000", f"--user-data-dir={tmp_path / 'chromium'}"]
     dom = subprocess.run(chromium + ["--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-    for name in ("texpress-ingest", "texpress-train"):
-        assert name in dom
+    for name in FLOWS:
+        assert f"texpress-{name}" in dom
     shot = tmp_path / "prefect-deployments.png"
     subprocess.run(chromium + [f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
