@@ -35,6 +35,13 @@ class BulkParams(BaseModel):
         return BulkConfig.from_dict(load_params(repo / "params.yaml", "bulk")).replace(**changes)
 
 
+class DecompressParams(BulkParams):
+    """A bulk decompress job: by default, the store bulk-compress wrote, back to PNG."""
+
+    sources: list[str] = Field(["reports/bulk/tpx"], min_length=1, description="Compressed stores (.tpx files or shards).")
+    dest: str = Field("reports/bulk/png", description="Destination folder or s3:// prefix for the PNGs.")
+
+
 @task(**TRANSIENT_RETRIES)
 def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
     """One resumable bulk job; bad inputs are counted in the report, not raised."""
@@ -71,7 +78,7 @@ def bulk_compress(params: BulkParams = BulkParams()) -> dict[str, Any]:
 
 
 @flow(name="bulk-decompress", log_prints=True)
-def bulk_decompress(params: BulkParams = BulkParams(sources=["reports/bulk/tpx"], dest="reports/bulk/png")) -> dict[str, Any]:
+def bulk_decompress(params: DecompressParams = DecompressParams()) -> dict[str, Any]:
     """Restore a compressed store to PNG, names and folders as they were."""
     result = run_job("decompress", params)
     report("bulk-decompress", f"bulk decompress -> {result['dest']}", _summary(result))
