@@ -82,7 +82,7 @@ def ingest(params: IngestParams = IngestParams()) -> dict[str, Any]:
     metrics = {"data version": stats["dataset_version"], "images seen": stats["seen"],
                "accepted": stats["accepted"], "rejected": stats["rejected"], "duplicates": stats["duplicates"],
                **{f"{split} images": n for split, n in stats["splits"].items()},
-               "shards": sum(stats["shards"].values()) if isinstance(stats["shards"], dict) else stats["shards"],
+               "shards": sum(stats["shards"].values()),
                "pushed to the DVC remote": pushed}
     report("ingest", f"Ingest of {', '.join(params.sources)}", metrics)
     return {**stats, "pushed": pushed}

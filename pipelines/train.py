@@ -19,6 +19,15 @@ SHARDS = "data/shards"
 OUT = "models"
 
 
+def _accept_model_refs() -> None:
+    """train.init_from may be models:/NAME@ALIAS: let checkpoint readers resolve it through the registry."""
+    try:
+        from texpress.registry.refs import install
+    except ImportError:  # an install without the registry layer: plain paths only
+        return
+    install()
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
     from texpress.data.config import LoaderConfig
@@ -33,6 +42,7 @@ def main() -> int:
         err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} "
                           f"adversarial steps on {cfg.workers} worker(s)", highlight=False)
         if cfg.init_from:
+            _accept_model_refs()
             err_console.print(f"warm start from {cfg.init_from}", highlight=False)
         outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=cfg.init_from)
     except TexpressError as exc:
