@@ -4,6 +4,7 @@ a retry or a re-run skip what is done, so a retried task loses no work."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -42,6 +43,18 @@ class DecompressParams(BulkParams):
     dest: str = Field("reports/bulk/png", description="Destination folder or s3:// prefix for the PNGs.")
 
 
+def progress_logger(logger, every_s: float = 10.0):
+    """An on_progress callback for run_bulk: a progress line in the run's log every `every_s` seconds."""
+    last = [time.monotonic()]
+
+    def show(r) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            logger.info("%d coded, %d skipped, %d failed | %.1f images/s, %.2f MB/s", r.coded, r.skipped,
+                        r.failed_now, r.images_per_s, r.mb_per_s)
+    return show
+
+
 @task(**TRANSIENT_RETRIES)
 def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
     """One resumable bulk job; bad inputs are counted in the report, not raised."""
@@ -55,7 +68,7 @@ def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
     dest = params.dest if "://" in params.dest else str(repo / params.dest)
     logger = get_run_logger()
     logger.info("bulk %s %s -> %s with %s", mode, ", ".join(sources), dest, model)
-    result = run_bulk(mode, sources, dest, model, params.config(repo))
+    result = run_bulk(mode, sources, dest, model, params.config(repo), on_progress=progress_logger(logger))
     for error in result.errors[:20]:
         logger.warning("%s: %s: %s", error["key"], error["reason"], error["detail"])
     return asdict(result)

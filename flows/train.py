@@ -75,7 +75,7 @@ def fingerprint(repo: Path, stages: list[str], data_version: str) -> str:
     from texpress.params import load_params
 
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    sections = sorted({s for stage in stages for s in pipeline[stage].get("params", []) if isinstance(s, str)})
+    sections = sorted({s.split(".")[0] for stage in stages for s in pipeline[stage].get("params", []) if isinstance(s, str)})
     params = {s: load_params(repo / "params.yaml", s) for s in sections}
     git = ["git", "-C", str(repo)]
     code = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()

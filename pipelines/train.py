@@ -1,6 +1,5 @@
 """DVC stage `train`: train the codec on data/shards with Ray Train, tracked in MLflow (params: train, loader).
 
-A warm start (train.init_from) reads that checkpoint first; its architecture replaces train.preset.
 Outputs: models/model.ckpt (ready for `texpress compress --model`), models/train_metrics.json
 (final validation bpp from the real bitstream, PSNR, MS-SSIM), models/train_curves.tsv and
 models/curves/*.png (rate, distortion and rate-distortion loss against iterations).
@@ -20,7 +19,8 @@ OUT = "models"
 
 
 def _accept_model_refs() -> None:
-    """train.init_from may be models:/NAME@ALIAS: let checkpoint readers resolve it through the registry."""
+    """A warm start (train.init_from, whose architecture replaces train.preset) may name
+    models:/NAME@ALIAS: let checkpoint readers resolve it through the registry."""
     try:
         from texpress.registry.refs import install
     except ImportError:  # an install without the registry layer: plain paths only
