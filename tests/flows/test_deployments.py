@@ -139,4 +139,5 @@ def test_ui_deployments_page_shows_the_texpress_deployments(stack, tmp_path):
     subprocess.run(chromium + [f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     if os.environ.get("TEXPRESS_UPDATE_SCREENSHOT"):  # refresh the picture in docs/flows.md
+        (ROOT / "docs/img").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, ROOT / "docs/img/prefect-deployments.png")
