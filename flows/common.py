@@ -74,7 +74,6 @@ def set_params(repo: Path, changes: dict[str, Any]) -> dict[str, Any]:
     stages, dvc.lock and a later `dvc repro` all see them."""
     from texpress.params import set_params as write
 
-    changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
         return {}
     old = write(repo / "params.yaml", changes)

@@ -30,8 +30,10 @@ class IngestParams(BaseModel):
     push: bool = Field(True, description="`dvc push` the new data version when a DVC remote is configured.")
 
     def param_changes(self) -> dict[str, Any]:
+        """The params.yaml keys this run sets (the sources always: they say what to ingest)."""
+        changes = {"shard.min_side": self.min_side, "shard.val_frac": self.val_frac, "shard.test_frac": self.test_frac}
         return {"prepare.sources": self.sources, "prepare.endpoint_url": self.endpoint_url,
-                "shard.min_side": self.min_side, "shard.val_frac": self.val_frac, "shard.test_frac": self.test_frac}
+                **{k: v for k, v in changes.items() if v is not None}}
 
 
 @task(**TRANSIENT_RETRIES)
@@ -63,7 +65,11 @@ def repro_shard(repo: Path) -> dict[str, Any]:
 @task(**TRANSIENT_RETRIES)
 def push(repo: Path) -> bool:
     """`dvc push` of the raw images and the shards, when a default remote is configured."""
-    if not dvc("remote", "default", cwd=repo):
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        remote = dvc_repo.config["core"].get("remote")
+    if not remote:
         get_run_logger().info("no default DVC remote: the data version stays in the local cache")
         return False
     dvc("push", "prepare", "shard", cwd=repo)

@@ -46,10 +46,12 @@ class TrainParams(BaseModel):
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
     def param_changes(self) -> dict[str, Any]:
-        return {"train.preset": self.preset, "train.init_from": self.init_from, "train.rd_steps": self.rd_steps,
-                "train.gan_steps": self.gan_steps, "train.workers": self.workers,
-                "train.gpus_per_worker": self.gpus_per_worker, "loader.patch_size": self.patch_size,
-                "loader.batch_size": self.batch_size, **self.extra_params}
+        """The params.yaml keys this run sets: the fields that are set, then extra_params as given."""
+        fields = {"train.preset": self.preset, "train.init_from": self.init_from, "train.rd_steps": self.rd_steps,
+                  "train.gan_steps": self.gan_steps, "train.workers": self.workers,
+                  "train.gpus_per_worker": self.gpus_per_worker, "loader.patch_size": self.patch_size,
+                  "loader.batch_size": self.batch_size}
+        return {**{k: v for k, v in fields.items() if v is not None}, **self.extra_params}
 
 
 @task(**TRANSIENT_RETRIES)
