@@ -72,8 +72,28 @@ def dataset(repo: Path) -> str:
     return dataset_version(repo / "data" / "shards")
 
 
-def fingerprint(repo: Path, stages: list[str], data_version: str) -> str:
-    """What decides a training run's result: the data version, the stages' params and the code."""
+def warm_start_source(repo: Path) -> str | None:
+    """The fingerprint of the model train.init_from names now: a models:/ alias may have moved, a
+    file may have been replaced, and neither changes params.yaml."""
+    from texpress.params import load_params
+
+    init = load_params(repo / "params.yaml", "train").get("init_from")
+    if not init:
+        return None
+    from texpress.train.loop import read_init
+
+    if init.startswith("models:/"):
+        from texpress.registry.refs import resolve_checkpoint
+
+        path = Path(resolve_checkpoint(init, tracking_uri(repo)))
+    else:
+        path = repo / init
+    return str(read_init(path).get("fingerprint") or path.stat().st_mtime_ns)
+
+
+def fingerprint(repo: Path, stages: list[str], data_version: str, init: str | None) -> str:
+    """What decides a training run's result: the data version, the stages' params, the warm-start
+    model and the code."""
     from texpress.params import load_params
 
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
@@ -83,15 +103,20 @@ def fingerprint(repo: Path, stages: list[str], data_version: str) -> str:
     code = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     code += subprocess.run(git + ["diff", "HEAD", "--", "src", "pipelines", "dvc.yaml"], capture_output=True,
                            text=True).stdout
-    blob = json.dumps({"stages": stages, "data": data_version, "params": params, "code": code}, sort_keys=True,
-                      default=str)
+    blob = json.dumps({"stages": stages, "data": data_version, "params": params, "init": init, "code": code},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @task(cache_policy=INPUTS, persist_result=True, retries=1, retry_delay_seconds=30)
-def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address: str | None) -> dict[str, Any]:
-    """`dvc repro train evaluate ...`; a retry resumes the Ray run from its last checkpoint."""
-    dvc("repro", *stages, cwd=repo, env={"RAY_ADDRESS": ray_address} if ray_address else None)
+def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address: str | None,
+                warm: bool) -> dict[str, Any]:
+    """`dvc repro train evaluate`; a retry resumes the Ray run from its last checkpoint. A warm start
+    forces the train stage: DVC cannot see that the model behind train.init_from changed."""
+    env = {"RAY_ADDRESS": ray_address} if ray_address else None
+    if warm:
+        dvc("repro", "--force", "--single-item", stages[0], cwd=repo, env=env)
+    dvc("repro", *stages, cwd=repo, env=env)
     train_metrics = read_json(repo / "models" / "train_metrics.json")
     eval_metrics = read_json(repo / "reports" / "eval" / "metrics.json")
     return {"train": train_metrics, "eval": eval_metrics, "fingerprint": run_fingerprint}
@@ -135,10 +160,11 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     set_params(repo, params.param_changes())
     version = dataset(repo)
     stages = ["train", "evaluate"]
-    key = fingerprint(repo, stages, version)
-    result = repro_train.with_options(refresh_cache=params.force)(repo, stages, key, params.ray_address)
+    init = warm_start_source(repo)
+    args = (repo, stages, fingerprint(repo, stages, version, init), params.ray_address, init is not None)
+    result = repro_train.with_options(refresh_cache=params.force)(*args)
     if checkpoint_fingerprint(repo) != result["train"].get("model_fingerprint"):  # cached, but the checkout moved on
-        result = repro_train.with_options(refresh_cache=True)(repo, stages, key, params.ray_address)
+        result = repro_train.with_options(refresh_cache=True)(*args)
     run_id = result["train"].get("mlflow_run_id")
     registered = register_version(repo, model_name(repo, params.model_name)) if params.register_model else None
     rows = summary(result)
