@@ -61,7 +61,7 @@ def prefect_stack(repo: Path, env: dict[str, str], logs: Path) -> Iterator["Api"
         api = Api(env["PREFECT_API_URL"])
         api.wait_healthy(procs[0], logs / "server.log")
         run(PREFECT + ["work-pool", "create", POOL, "--type", "process", "--overwrite"], repo, env)
-        run(PREFECT + ["deploy", "--all"], repo, env)
+        run(PREFECT + ["--no-prompt", "deploy", "--all"], repo, env)
         procs.append(_start(PREFECT + ["worker", "start", "--pool", POOL], repo, env, logs / "worker.log"))
         yield api
     finally:
