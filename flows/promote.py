@@ -61,6 +61,7 @@ def promote(params: PromoteParams = PromoteParams()) -> dict[str, Any]:
     for check in d["checks"]:
         rows[f"{check['name']} ({'pass' if check['passed'] else 'fail'})"] = check["value"]
     rows.update({f"@{alias} after": v for alias, v in d["aliases_after"].items()})
-    report("promote", f"Promotion of {name} version {version}",
-           rows, {**mlflow_links(d["run_id"], name, version)})
+    links = mlflow_links(d["run_id"], name, version)
+    links["MLflow decision run"] = links.pop("MLflow run", "-")
+    report("promote", f"Promotion of {name} version {version}", rows, links)
     return d

@@ -146,8 +146,9 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     rows = {"model fingerprint": t.get("model_fingerprint"), "steps": t.get("steps"), "val bpp": t.get("val_bpp"),
             "val PSNR (dB)": t.get("val_psnr"), "val MS-SSIM": t.get("val_ms_ssim")}
     rows.update({f"test {k}": e.get("texpress", {}).get(k) for k in EVAL_KEYS if e})
-    for pair, values in (e.get("bd_rate") or {}).items():
-        rows[f"BD-rate PSNR {pair.split('_vs_')[-1]} (%)"] = values.get("psnr-rgb")
+    for pair, values in (e.get("bd_rate") or {}).items():  # BD-rates need 2+ points per curve
+        if values.get("psnr-rgb") is not None:
+            rows[f"BD-rate PSNR {pair.split('_vs_')[-1]} (%)"] = values["psnr-rgb"]
     return rows
 
 
