@@ -41,10 +41,12 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict[str, Any]:
         model = f"models:/{reg['name']}@champion" if champion else f"models:/{reg['name']}/{reg['version']}"
         compress = compress.model_copy(update={"model": model})
     compressed = bulk_compress(compress)
+    test = trained["eval"].get("texpress", {})
     rows = {"data version": data["dataset_version"][:16], "images accepted": data["accepted"],
-            "trained version": f"{reg['name']} {reg['version']}", "test bpp": trained["eval"].get("texpress", {}).get("bpp"),
-            "test PSNR (dB)": trained["eval"].get("texpress", {}).get("psnr-rgb"), "promoted": decision["promoted"],
-            "@champion": decision["aliases_after"].get("champion"), "store model": compress.model, "store images coded": compressed["done"],
-            "store failures": compressed["failed"], "store mean bpp": compressed["mean_bpp"]}
+            "trained version": f"{reg['name']} {reg['version']}", "test bpp": test.get("bpp"),
+            "test PSNR (dB)": test.get("psnr-rgb"), "promoted": decision["promoted"],
+            "@champion": decision["aliases_after"].get("champion"), "store model": compress.model,
+            "store images coded": compressed["done"], "store failures": compressed["failed"],
+            "store mean bpp": compressed["mean_bpp"]}
     report("nightly", "Nightly: ingest, train, promote, compress", rows)
     return {"ingest": data, "train": trained, "promote": decision, "compress": compressed}

@@ -34,14 +34,14 @@ def newest_version(uri: str, name: str) -> str:
 
 @task(retries=1, retry_delay_seconds=30)  # a promotion that failed half-way changed nothing: safe to retry
 def decide(name: str, version: str, dry_run: bool, max_images: int | None) -> dict[str, Any]:
-    from texpress.registry.promote import promote
+    from texpress.registry.promote import promote as run_gate
 
     repo = repo_root()
     cfg = registry_config(repo)
     if max_images:
         cfg = dataclasses.replace(cfg, max_images=max_images)
     logger = get_run_logger()
-    decision = promote(name, version, tracking_uri=tracking_uri(repo), cfg=cfg, dry_run=dry_run,
+    decision = run_gate(name, version, tracking_uri=tracking_uri(repo), cfg=cfg, dry_run=dry_run,
                        on_error=lambda item, why: logger.warning("%s: %s", item, why))
     for check in decision.checks:
         logger.info("%s %s: %s (limit %s) %s", "pass" if check.passed else "FAIL", check.name, check.value,
