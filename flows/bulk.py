@@ -17,13 +17,15 @@ class BulkParams(BaseModel):
     """A bulk job; relative paths are inside the checkout. Unset fields keep the `bulk:` params."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[str] = Field(["data/raw"], min_length=1, description="Folders, archives, WebDataset shards or s3:// prefixes.")
+    sources: list[str] = Field(["data/raw"], min_length=1,
+                               description="Folders, archives, WebDataset shards or s3:// prefixes.")
     dest: str = Field("reports/bulk/tpx", description="Destination folder, s3:// prefix (or shards with dest_format).")
     model: str | None = Field(None, description="Checkpoint or models:/NAME@ALIAS (default: the registered @champion).")
     workers: int | None = Field(None, ge=1, description="Ray actors, one loaded codec each.")
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per actor (0: CPU).")
     batch_size: int | None = Field(None, ge=1, description="Images per actor call.")
-    dest_format: Literal["files", "webdataset"] | None = Field(None, description="Compress: one .tpx per image, or shards.")
+    dest_format: Literal["files", "webdataset"] | None = Field(
+        None, description="Compress: one .tpx per image, or shards.")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint for s3:// paths.")
 
     def config(self, repo):
@@ -39,7 +41,8 @@ class BulkParams(BaseModel):
 class DecompressParams(BulkParams):
     """A bulk decompress job: by default, the store bulk-compress wrote, back to PNG."""
 
-    sources: list[str] = Field(["reports/bulk/tpx"], min_length=1, description="Compressed stores (.tpx files or shards).")
+    sources: list[str] = Field(["reports/bulk/tpx"], min_length=1,
+                               description="Compressed stores (.tpx files or shards).")
     dest: str = Field("reports/bulk/png", description="Destination folder or s3:// prefix for the PNGs.")
 
 

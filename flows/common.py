@@ -31,7 +31,8 @@ def repo_root() -> Path:
     """The texpress checkout: $TEXPRESS_REPO, else the working directory the deployment set."""
     root = Path(os.environ.get(REPO_ENV) or os.getcwd()).resolve()
     if not (root / "dvc.yaml").is_file():
-        raise StageFailed(f"{root}: not a texpress checkout (no dvc.yaml); set {REPO_ENV} or deploy from the repository root")
+        raise StageFailed(f"{root}: not a texpress checkout (no dvc.yaml); set {REPO_ENV} or deploy from the "
+                          "repository root")
     return root
 
 
@@ -86,7 +87,8 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def mlflow_links(run_id: str | None = None, model: str | None = None, version: str | int | None = None) -> dict[str, str]:
+def mlflow_links(run_id: str | None = None, model: str | None = None,
+                 version: str | int | None = None) -> dict[str, str]:
     """Links to the MLflow run and model version: clickable when the store is a server, else the ids."""
     uri = tracking_uri(repo_root())
     server = uri.startswith(("http://", "https://"))

@@ -31,7 +31,7 @@ class TrainParams(BaseModel):
     """One training run; unset fields keep the values in params.yaml."""
 
     model_config = ConfigDict(extra="forbid")
-    preset: Literal["lite", "base", "hific"] | None = Field(None, description="Model preset when training from scratch.")
+    preset: Literal["lite", "base", "hific"] | None = Field(None, description="Model preset (from scratch).")
     init_from: str | None = Field(None, description="Warm start from a checkpoint path or models:/NAME@ALIAS.")
     rd_steps: int | None = Field(None, ge=0, description="Rate-distortion steps (phase 1).")
     gan_steps: int | None = Field(None, ge=0, description="Adversarial steps (phase 2).")
@@ -39,9 +39,11 @@ class TrainParams(BaseModel):
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per worker (0: CPU).")
     patch_size: int | None = Field(None, ge=16, description="Training crop side in pixels.")
     batch_size: int | None = Field(None, ge=1, description="Crops per worker and step.")
-    ray_address: str | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, else a local Ray.")
+    ray_address: str | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, "
+                                    "else a local Ray.")
     register_model: bool = Field(True, description="Register the trained model in the MLflow model registry.")
-    model_name: str | None = Field(None, description="Registered model name (default: registry.name, else texpress-PRESET).")
+    model_name: str | None = Field(None, description="Registered model name (default: registry.name, "
+                                   "else texpress-PRESET).")
     extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
@@ -97,7 +99,8 @@ def fingerprint(repo: Path, stages: list[str], data_version: str, init: str | No
     from texpress.params import load_params
 
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    sections = sorted({s.split(".")[0] for stage in stages for s in pipeline[stage].get("params", []) if isinstance(s, str)})
+    names = [p for stage in stages for p in pipeline[stage].get("params", []) if isinstance(p, str)]
+    sections = sorted({p.split(".")[0] for p in names})  # "registry.register_on_train" -> "registry"
     params = {s: load_params(repo / "params.yaml", s) for s in sections}
     git = ["git", "-C", str(repo)]
     code = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -171,6 +174,6 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     rows = summary(result)
     if registered:
         rows["registered version"] = f"{registered['name']} {registered['version']}"
-    links = mlflow_links(run_id, **({"model": registered["name"], "version": registered["version"]} if registered else {}))
+    links = mlflow_links(run_id, registered and registered["name"], registered and registered["version"])
     report("train", f"Training on data version {version[:16]}", rows, links)
     return {**result, "data_version": version, "mlflow_run_id": run_id, "registered": registered}
