@@ -94,7 +94,7 @@ def train_command(
         cfg = cfg.replace(**changes)
     if steps is not None:
         cfg = cfg.with_total_steps(steps)
-    if init_from is not None and preset is not None:
+    if (init_from or cfg.init_from) and preset is not None:
         from texpress.console import warn
 
         warn("--preset is ignored with --from: the architecture comes from the checkpoint")
