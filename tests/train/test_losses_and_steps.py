@@ -204,7 +204,7 @@ def test_steps_train_both_phases_and_reduce_the_loss():
 
 
 def test_warm_start_payloads(tmp_path):
-    from texpress.train.loop import STATE_FORMAT, read_init
+    from texpress.train.session import STATE_FORMAT, read_init
 
     model = build_model(get_preset("lite"), seed=3)
     save_checkpoint(model, tmp_path / "m.ckpt")
