@@ -159,3 +159,31 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
+
+
+def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None, steps: int | None = None,
+                 gan_steps: int | None = None, lr: float | None = None, warmup: int | None = None,
+                 fixed_lambda: float | None = None, target_bpp: float | None = None,
+                 checkpoint_every: int | None = None, batch_size: int | None = None, crop: int | None = None,
+                 seed: int | None = None) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, LoaderConfig) with the command-line overrides that are not None.
+
+    steps is the total; gan_steps (0: no adversarial phase) takes its share from it, else the
+    total is split in the proportion rd_steps : gan_steps."""
+    changes = {k: v for k, v in {"preset": preset, "lr": lr, "warmup_steps": warmup, "fixed_lambda": fixed_lambda,
+                                 "target_bpp": target_bpp, "checkpoint_every": checkpoint_every,
+                                 "seed": seed}.items() if v is not None}
+    if changes:
+        cfg = cfg.replace(**changes)
+    if gan_steps is not None:
+        total = steps if steps is not None else cfg.total_steps
+        if not 0 <= gan_steps < total:
+            raise ConfigError(f"--gan-steps must be at least 0 and below the total steps ({total}), got {gan_steps}")
+        cfg = cfg.replace(rd_steps=total - gan_steps, gan_steps=gan_steps)
+    elif steps is not None:
+        cfg = cfg.with_total_steps(steps)
+    loader_changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": crop, "seed": seed}.items()
+                      if v is not None}
+    if loader_changes:
+        loader_cfg = loader_cfg.replace(**loader_changes)
+    return cfg, loader_cfg

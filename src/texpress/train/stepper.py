@@ -91,7 +91,7 @@ class _Window:
         mean = {k: v / self.n for k, v in self.sums.items()}
         return (f"step {s.step}/{s.cfg.total_steps} [{phase}] bpp {mean['bpp']:.3f} psnr {mean['psnr']:.2f} "
                 f"loss_rd {mean['loss_rd']:.4f} lambda {stats['lambda']:.4g}{extra} "
-                f"({speed:.2f} steps/s, {speed * mpx_per_step:.1f} Mpx/s)")
+                f"({speed:.2f} steps/s, {speed * mpx_per_step:.3g} Mpx/s)")
 
 
 def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank: int = 0, world: int = 1,
