@@ -22,7 +22,7 @@ from texpress.train.single import CHECKPOINT_DIR, latest_checkpoint, train_singl
 from texpress.train.trainer import TrainingError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-BLOCKED = ("ray", "mlflow", "webdataset", "dvc", "prefect", "yaml", "typer", "rich", "fsspec", "matplotlib")
+BLOCKED = ("ray", "mlflow", "webdataset", "dvc", "prefect", "yaml", "typer", "rich", "matplotlib")
 
 
 @pytest.fixture(scope="module")
