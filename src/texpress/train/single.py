@@ -170,9 +170,12 @@ def open_tracker(enabled: bool, s: Session, loader_cfg, *, params: dict[str, str
     uri, artifacts = resolve_tracking(tracking_dir)
     experiment_id = ensure_experiment(uri, s.cfg.experiment, artifacts)
     if s.run_id:
-        tracker = RunLogger(uri, s.run_id)
-        tracker.resume(s.step)
-        return tracker, uri
+        try:
+            tracker = RunLogger(uri, s.run_id)
+            tracker.resume(s.step)
+            return tracker, uri
+        except Exception:  # the checkpoints came from another machine or store: a new run goes on
+            say(f"MLflow run {s.run_id} is not in {uri}; logging the rest of the training to a new run")
     all_params = {**flatten_params("train.", s.cfg.to_dict()), **flatten_params("loader.", loader_cfg.to_dict()),
                   **flatten_params("model.", s.model_cfg.to_dict()), "world_size": "1", **params}
     tracker = RunLogger.start(uri, experiment_id, run_name=tags.get("run_name"), params=all_params, tags=tags)
@@ -396,7 +399,8 @@ def summary_lines(o: SingleOutcome) -> list[str]:
              f"steps       {o.step} on {o.device}" + (f", resumed at step {', '.join(map(str, o.resumed_from))}"
                                                       if o.resumed_from else "")]
     if o.throughput:
-        lines.append(f"throughput  {o.throughput['steps_per_s']:.2f} steps/s, {o.throughput['mpx_per_s']:.2f} Mpx/s")
+        lines.append(f"throughput  {o.throughput['steps_per_s']:.3g} steps/s, {o.throughput['mpx_per_s']:.3g} Mpx/s "
+                     "(training steps only)")
     if "val_bpp" in m:
         lines.append(f"validation  {m['val_bpp']:.4f} bpp (bitstream), {m['val_psnr']:.2f} dB PSNR, "
                      f"MS-SSIM {m['val_ms_ssim']:.4f} on {m.get('val_images')} image(s)")
