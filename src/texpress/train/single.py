@@ -400,7 +400,7 @@ def summary_lines(o: SingleOutcome) -> list[str]:
                                                       if o.resumed_from else "")]
     if o.throughput:
         lines.append(f"throughput  {o.throughput['steps_per_s']:.3g} steps/s, {o.throughput['mpx_per_s']:.3g} Mpx/s "
-                     "(training steps only)")
+                     "(data and steps, without validation and checkpoints)")
     if "val_bpp" in m:
         lines.append(f"validation  {m['val_bpp']:.4f} bpp (bitstream), {m['val_psnr']:.2f} dB PSNR, "
                      f"MS-SSIM {m['val_ms_ssim']:.4f} on {m.get('val_images')} image(s)")

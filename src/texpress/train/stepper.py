@@ -50,7 +50,7 @@ class LoopResult:
     steps_run: int
     stopped: bool  # ended early by should_stop (a checkpoint was written)
     timer: Timer
-    throughput: dict[str, float] = field(default_factory=dict)  # steps/s and Mpx/s of the compute
+    throughput: dict[str, float] = field(default_factory=dict)  # steps/s, Mpx/s of data loading + steps
 
 
 @dataclass
@@ -141,8 +141,8 @@ def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank
         if stop:
             stopped = True
             break
-    compute = timer.totals["compute"]
+    busy = timer.totals["data"] + timer.totals["compute"]  # validation, logging and checkpoints left out
     throughput = {}
-    if compute > 0:
-        throughput = {"steps_per_s": steps_run / compute, "mpx_per_s": steps_run * mpx_per_step / compute}
+    if busy > 0:
+        throughput = {"steps_per_s": steps_run / busy, "mpx_per_s": steps_run * mpx_per_step / busy}
     return LoopResult(last, steps_run, stopped, timer, throughput)
