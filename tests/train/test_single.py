@@ -140,3 +140,22 @@ def test_a_diverged_run_ends_failed_in_mlflow_with_the_reason(photos, tmp_path, 
     assert run.info.status == "FAILED"
     assert "non-finite" in run.data.tags["failure_reason"] and run.data.tags["backend"] == "torch"
     assert not (tmp_path / "out" / "model.ckpt").exists()
+
+
+def test_shards_and_mlflow_on_the_torch_backend(shards, tmp_path, monkeypatch):
+    """The WebDataset shards (train and val splits) as data, logged to MLflow like a Ray run."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, loader_cfg = small(rd_steps=3, gan_steps=1, log_every=2, val_every=2)
+    loader_cfg = loader_cfg.replace(num_workers=0, batches_per_epoch=5)
+    o = train_single(cfg, loader_cfg, tmp_path / "out", shards=str(shards), device="cpu", tracking_dir=tmp_path)
+    assert o.step == 4 and o.model_path.is_file() and o.throughput["steps_per_s"] > 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(o.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == "torch"
+    assert run.data.params["train.preset"] == "lite" and run.data.params["world_size"] == "1"
+    assert sorted(m.step for m in client.get_metric_history(o.mlflow_run_id, "train/loss_rd")) == [1, 2, 3, 4]
+    assert sorted(m.step for m in client.get_metric_history(o.mlflow_run_id, "val/psnr")) == [2, 4]
+    assert {a.path for a in client.list_artifacts(o.mlflow_run_id, "model")} == {"model/model.ckpt"}
+    assert read_checkpoint(o.model_path)["meta"]["mlflow_run_id"] == o.mlflow_run_id
