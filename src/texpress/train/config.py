@@ -87,8 +87,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        ints = ("rd_steps", "gan_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints",
-                "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
+        ints = ("rd_steps", "gan_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
+                "keep_checkpoints", "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:

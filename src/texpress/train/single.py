@@ -280,8 +280,8 @@ def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, im
         torch.backends.cudnn.allow_tf32 = True
     init = read_init(init_from) if init_from is not None else None
     data_version = _data_version(images, shards)
-    identity = run_identity(cfg, loader_cfg, data_version, (init or {}).get("fingerprint") or (init or {}).get("source"),
-                            amp)
+    init_id = (init.get("fingerprint") or init["source"]) if init is not None else None
+    identity = run_identity(cfg, loader_cfg, data_version, init_id, amp)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
