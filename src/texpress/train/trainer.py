@@ -124,7 +124,10 @@ def _start_ray(cfg: TrainConfig):
         return False, None
     address = os.environ.get(ENV_RAY_ADDRESS)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        # The job's actors get the address too: Ray Train's PlacementGroupCleaner looks the cluster
+        # up on its own and, with several Ray instances on one machine, died with a traceback.
+        env = {"env_vars": {ENV_RAY_ADDRESS: address}} if "://" not in address and address != "auto" else None
+        ray.init(address=address, log_to_driver=True, runtime_env=env)
         return True, None
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp_dir = tempfile.mkdtemp(prefix="tx-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
