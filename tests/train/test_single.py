@@ -90,6 +90,7 @@ def _blocking_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{SRC}", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
+@pytest.mark.heavy
 def test_standalone_entry_without_ray_mlflow_or_webdataset(photos, tmp_path):
     """`python -m texpress.train.single` with ray, mlflow, webdataset, dvc, prefect, yaml, typer, rich
     and matplotlib unimportable (a bare GPU box); its model.ckpt works with `texpress compress`."""
