@@ -86,7 +86,7 @@ def _decide(client, uri: str, name: str, version: str, cfg: RegistryConfig, imag
     champ_path = resolve_checkpoint(f"models:/{name}/{champion}", uri) if champion else None
     cmp = compare(cand_path, champ_path, cfg, images, on_error=on_error)
     checks = judge(cmp, cfg.gate)
-    passed = all(c.passed for c in checks) and bool(checks)
+    passed = all(c.passed for c in checks)  # no champion and every floor off: the first candidate wins
     against = f"version {champion}" if champion else "the absolute floors (no champion yet)"
     note = f"{'passes' if passed else 'fails'} the gate against {against}"
     measurements = {**cmp.to_dict(), "gate": cfg.gate.__dict__ | {"anchor_qualities": list(cfg.gate.anchor_qualities)},
