@@ -25,10 +25,6 @@ def add_resolver(prefix: str, resolver: Resolver) -> None:
     _RESOLVERS[prefix] = resolver
 
 
-def remove_resolver(prefix: str) -> None:
-    _RESOLVERS.pop(prefix, None)
-
-
 def resolve(ref: str | os.PathLike) -> Path:
     """A local checkpoint path for `ref`: URIs through their resolver, plain paths unchanged."""
     text = os.fspath(ref)

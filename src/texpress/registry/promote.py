@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -89,7 +89,7 @@ def _decide(client, uri: str, name: str, version: str, cfg: RegistryConfig, imag
     passed = all(c.passed for c in checks)  # no champion and every floor off: the first candidate wins
     against = f"version {champion}" if champion else "the absolute floors (no champion yet)"
     note = f"{'passes' if passed else 'fails'} the gate against {against}"
-    measurements = {**cmp.to_dict(), "gate": cfg.gate.__dict__ | {"anchor_qualities": list(cfg.gate.anchor_qualities)},
+    measurements = {**cmp.to_dict(), "gate": asdict(cfg.gate),
                     "fingerprints": {"candidate": _fingerprint(client, name, version),
                                      "champion": _fingerprint(client, name, champion) if champion else None}}
     return Decision(name, version, champion, promoted=passed, dry_run=dry_run, checks=checks,

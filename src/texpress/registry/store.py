@@ -17,7 +17,6 @@ from typing import Iterator
 
 from texpress.errors import ConfigError, TexpressError
 
-ALIASES = ("champion", "challenger")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LOCK_SUFFIX = ".promotion-lock"
 
