@@ -2,7 +2,9 @@
 
 Outputs: models/model.ckpt (ready for `texpress compress --model`), models/train_metrics.json
 (final validation bpp from the real bitstream, PSNR, MS-SSIM), models/train_curves.tsv and
-models/curves/*.png (rate, distortion and rate-distortion loss against iterations).
+models/curves/*.png (rate, distortion and rate-distortion loss against iterations). With
+registry.register_on_train the trained model is registered in the MLflow model registry right away
+(the `register` stage finds that version again by fingerprint).
 """
 
 from __future__ import annotations
@@ -18,16 +20,6 @@ SHARDS = "data/shards"
 OUT = "models"
 
 
-def _accept_model_refs() -> None:
-    """A warm start (train.init_from, whose architecture replaces train.preset) may name
-    models:/NAME@ALIAS: let checkpoint readers resolve it through the registry."""
-    try:
-        from texpress.registry.refs import install
-    except ImportError:  # an install without the registry layer: plain paths only
-        return
-    install()
-
-
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
     from texpress.data.config import LoaderConfig
@@ -41,13 +33,32 @@ def main() -> int:
         loader_cfg = LoaderConfig.from_dict(load_params(PARAMS, "loader"))
         err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} "
                           f"adversarial steps on {cfg.workers} worker(s)", highlight=False)
-        if cfg.init_from:
-            _accept_model_refs()
+        if cfg.init_from:  # a checkpoint, or models:/NAME@ALIAS resolved through the registry
+            from texpress.registry.refs import install
+
+            install()
             err_console.print(f"warm start from {cfg.init_from}", highlight=False)
         outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=cfg.init_from)
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     out_console.print(summary_table(outcome))
+    return register(outcome)
+
+
+def register(outcome) -> int:
+    """Register the trained model when params say so (registry.register_on_train)."""
+    from texpress.params import load_params
+    from texpress.registry.config import RegistryConfig
+    from texpress.registry.register import register_checkpoint
+
+    try:
+        cfg = RegistryConfig.from_dict(load_params(PARAMS, "registry"))
+        if cfg.register_on_train:
+            r = register_checkpoint(outcome.model_path, tracking_uri=outcome.tracking_uri,
+                                    run_id=outcome.mlflow_run_id or None, cfg=cfg)
+            out_console.print(f"registered {r.name} version {r.version}", highlight=False)
+    except TexpressError as exc:
+        return fail(str(exc)).exit_code
     return 0
 
 
