@@ -19,8 +19,7 @@ from .conftest import ROOT, make_checkout
 from .server import POOL, prefect_stack
 
 pytestmark = pytest.mark.heavy
-# the registry (issue 10) and bulk (issue 11) layers: the flows over them are tested once they are here
-HAS_REGISTRY = importlib.util.find_spec("texpress.registry.register") is not None
+# the bulk layer (issue 11): the flows over it are tested once it is here
 HAS_BULK = importlib.util.find_spec("texpress.bulk.job") is not None
 FLOWS = ("ingest", "train", "promote", "bulk-compress", "bulk-decompress", "nightly")
 
@@ -29,8 +28,7 @@ TINY_TRAIN = {"preset": "lite", "rd_steps": 4, "gan_steps": 2, "workers": 1, "pa
               "extra_params": {"train.val_every": 3, "train.checkpoint_every": 3, "train.log_every": 2,
                                "train.val_images": 2, "train.grid_images": 1, "loader.batches_per_epoch": 10,
                                "loader.num_workers": 0, "loader.val_max_side": 128, "evaluate.baselines": ["jpeg"],
-                               "evaluate.crop": [128, 128], "evaluate.max_images": 1},
-              "register_model": HAS_REGISTRY}
+                               "evaluate.crop": [128, 128], "evaluate.max_images": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +77,17 @@ def test_ingest_then_train_from_the_api(stack):
     assert status == ("FINISHED",)
     report = api.artifact("train")["data"]
     assert metrics["mlflow_run_id"] in report and metrics["model_fingerprint"] in report
-    if HAS_REGISTRY:
-        with sqlite3.connect(repo / "mlflow.db") as db:
-            versions = db.execute("select name, version, run_id from model_versions").fetchall()
-        assert versions == [("texpress-lite", 1, metrics["mlflow_run_id"])]
-        assert "models:/texpress-lite/1" in report
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        versions = db.execute("select name, version, run_id from model_versions").fetchall()
+    assert versions == [("texpress-lite", 1, metrics["mlflow_run_id"])]
+    assert "models:/texpress-lite/1" in report
     # the UI run left params.yaml and dvc.lock as `dvc repro` would: nothing left to reproduce
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "train", "evaluate"], cwd=repo, env=env,
                             capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout + status.stderr
 
 
-@pytest.mark.skipif(not (HAS_REGISTRY and HAS_BULK), reason="needs the registry and bulk layers (issues 10, 11)")
+@pytest.mark.skipif(not HAS_BULK, reason="needs the bulk layer (issue 11)")
 def test_nightly_then_bulk_decompress_from_the_api(stack):
     """After ingest and train: nightly re-uses both (DVC skips, the train task's cache hits), runs the
     gate on the trained version and compresses the gathered photos; then the store is restored."""
