@@ -79,7 +79,8 @@ class Recorder:
 
 
 def compact(store: Store, records: dict[str, dict[str, Any]]) -> None:
-    """Write the sorted manifest and errors.jsonl, then drop the parts they now contain."""
+    """Write the sorted manifest and errors.jsonl, then drop the parts they now contain (and any
+    temporary file a killed writer left: every write of this job is over when this runs)."""
     parts = store.list(PARTS)
     ordered = [records[k] for k in sorted(records)]
     store.put(MANIFEST, dumps(ordered))
@@ -88,3 +89,4 @@ def compact(store: Store, records: dict[str, dict[str, Any]]) -> None:
     for name in parts:
         store.delete(name)
     store.remove_empty_dir(PARTS)
+    store.remove_stale_temporaries()

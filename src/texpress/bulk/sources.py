@@ -71,6 +71,8 @@ def _root_name(root: str) -> str:
 def key_of(root: str, prefix: str, label: str) -> str:
     """The relative key of an item read from `root` (see the module docstring)."""
     outer, _, member = label.partition("::")
+    while member.startswith("./"):
+        member = member[2:]
     rel = outer[len(root):].lstrip("/") if outer.startswith(root) else _root_name(outer)
     parts = [p for p in (prefix, rel, member) if p]
     return "/".join(parts) if parts else _root_name(root)

@@ -79,6 +79,14 @@ class Store:
             return []
         return sorted(k[len(self._path) + 1:] for k in self.fs.find(base))
 
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files that killed writers left behind (local folders; object stores have none)."""
+        if self.local and os.path.isdir(self._path):
+            for root, _, files in os.walk(self._path):
+                for f in files:
+                    if f.startswith(".") and ".part-" in f:
+                        os.unlink(os.path.join(root, f))
+
     def remove_empty_dir(self, key: str) -> None:
         """Local folders only (object stores have no empty folders)."""
         if self.local:
