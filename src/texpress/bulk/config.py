@@ -25,7 +25,7 @@ class BulkConfig:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     batch_size: int = 8
-    files_per_task: int = 64
+    files_per_task: int = 16
     shard_size: int = 256
     dest_format: str = FILES
     source_format: str = FILES

@@ -114,7 +114,7 @@ def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own bar
     ctx.verbose_stats_logs = False
-    ctx.target_max_block_size = 16 << 20  # rows reach the actors while an archive is still being read
+    ctx.target_max_block_size = 1 << 20  # small blocks: rows of one archive spread over the actors, steady progress
     ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
     ds = ds.flat_map(_read_unit, fn_kwargs={"config": config, "mode": mode, "done": [ray.put(done)]}, num_cpus=0)
     worker_args = {"mode": mode, "checkpoint": [ray.put(checkpoint.read_bytes())], "suffix": checkpoint.suffix,
