@@ -18,7 +18,8 @@ from texpress.codec.checkpoint import build_model, save_checkpoint
 from texpress.codec.config import get_preset
 
 BAD_FILES = {"broken/truncated.jpg": "corrupt", "broken/empty.png": "empty", "notes.txt": "not_image",
-             "broken/fake.png": "not_image"}
+             "broken/fake.png": "not_image", "broken/big.png": "too_large"}
+MAX_PIXELS = 10_000  # the photos have at most 96 x 80 pixels; broken/big.png has 40,000
 
 
 def photo(seed: int, fmt: str = "JPEG") -> bytes:
@@ -34,6 +35,12 @@ def photo(seed: int, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def make_store(root: Path, n: int, bad: bool = True) -> dict[str, bytes]:
     """n photos in nested folders (plus the BAD_FILES); returns relative path -> bytes of the photos."""
     photos = {}
@@ -43,7 +50,8 @@ def make_store(root: Path, n: int, bad: bool = True) -> dict[str, bytes]:
     files = dict(photos)
     if bad:
         files.update({"broken/truncated.jpg": photo(999)[:200], "broken/empty.png": b"",
-                      "notes.txt": b"not an image", "broken/fake.png": b"\x89PNG but not really"})
+                      "notes.txt": b"not an image", "broken/fake.png": b"\x89PNG but not really",
+                      "broken/big.png": _png(Image.new("RGB", (200, 200), (90, 120, 30)))})
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)

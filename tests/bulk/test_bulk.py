@@ -13,7 +13,7 @@ from texpress.bulk.config import BulkConfig
 from texpress.bulk.job import run_bulk
 from texpress.bulk.verify import verify
 
-from .conftest import BAD_FILES, make_store, photo, tree, zip_of
+from .conftest import BAD_FILES, MAX_PIXELS, make_store, photo, tree, zip_of
 
 
 def _restored(rel: str) -> str:
@@ -23,9 +23,9 @@ def _restored(rel: str) -> str:
 def test_folder_compress_rerun_decompress_and_verify(local_ray, lite_ckpt, codec, tmp_path):
     photos = make_store(tmp_path / "store", 24)
     dest = tmp_path / "coded"
-    cfg = BulkConfig(workers=2, files_per_task=8, batch_size=4)
+    cfg = BulkConfig(workers=2, files_per_task=8, batch_size=4, max_pixels=MAX_PIXELS)
     report = run_bulk("compress", [str(tmp_path / "store")], str(dest), lite_ckpt, cfg)
-    assert (report.inputs, report.done, report.failed, report.coded, report.skipped) == (28, 24, 4, 24, 0)
+    assert (report.inputs, report.done, report.failed, report.coded, report.skipped) == (29, 24, 5, 24, 0)
     out = tree(dest)
     assert set(out) == {f"{k}.tpx" for k in photos} | {"manifest.jsonl", "errors.jsonl"}
     for key, data in photos.items():  # deterministic: the same bytes as the plain codec in this process
@@ -42,7 +42,7 @@ def test_folder_compress_rerun_decompress_and_verify(local_ray, lite_ckpt, codec
     changed = next(iter(photos))
     (tmp_path / "store" / changed).write_bytes(photo(777, "PNG"))
     again = run_bulk("compress", [str(tmp_path / "store")], str(dest), lite_ckpt, cfg)
-    assert (again.coded, again.skipped, again.failed_now) == (1, 23, 4)
+    assert (again.coded, again.skipped, again.failed_now) == (1, 23, 5)
     assert (dest / f"{changed}.tpx").read_bytes() == codec.compress(photo(777, "PNG"))
 
     restored = tmp_path / "restored"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import BAD_FILES, make_store, tree
+from .conftest import BAD_FILES, MAX_PIXELS, make_store, tree
 
 pytestmark = pytest.mark.heavy
 
@@ -46,7 +46,7 @@ def test_sigkill_of_driver_and_worker_then_rerun_gives_the_exact_outputs(local_r
     dest = tmp_path / "coded"
     env = {**os.environ, "RAY_ADDRESS": local_ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "disabled"}
     args = [sys.executable, "-m", "texpress.cli", "bulk", "compress", str(tmp_path / "store"), "-o", str(dest),
-            "-m", str(lite_ckpt), "--workers", "2", "--batch-size", "4", "--no-progress"]
+            "-m", str(lite_ckpt), "--workers", "2", "--batch-size", "4", "--max-pixels", str(MAX_PIXELS), "--no-progress"]
 
     with (tmp_path / "first.log").open("w") as log:
         first = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -87,7 +87,7 @@ def test_sigkill_of_driver_and_worker_then_rerun_gives_the_exact_outputs(local_r
     assert {k: v for k, v in out.items() if k.endswith(".tpx")} == expected  # 0 lost, 0 extra, the same bytes
     assert set(out) - set(expected) == {"manifest.jsonl", "errors.jsonl"}  # no temporaries, no parts left
     records = [json.loads(line) for line in out["manifest.jsonl"].decode().splitlines()]
-    assert len(records) == 504 and len({r["key"] for r in records}) == 504
+    assert len(records) == 505 and len({r["key"] for r in records}) == 505
     assert sum(r["status"] == "done" for r in records) == 500
     assert {json.loads(line)["key"]: json.loads(line)["reason"] for line in out["errors.jsonl"].decode().splitlines()} == BAD_FILES
     report = json.loads((dest / "report.json").read_text())

@@ -37,7 +37,7 @@ def test_plan_lists_without_reading_and_refuses_links(tmp_path):
     assert units[0].rejects == [{"source": str(tmp_path / "s" / "link.jpg"), "reason": "link",
                                  "detail": "symbolic link to '/etc/passwd' not followed"}]
     files = [p for u in units for p in u.paths]
-    assert len(files) == 14 and all(os.path.isabs(p) for p in files) and max(len(u.paths) for u in units) == 4
+    assert len(files) == 15 and all(os.path.isabs(p) for p in files) and max(len(u.paths) for u in units) == 4
     with pytest.raises(ConfigError, match="same name"):
         plan([str(tmp_path / "s"), str(tmp_path / "s")], BulkConfig(), chunk=4)
 

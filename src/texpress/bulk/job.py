@@ -110,6 +110,9 @@ def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: 
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if config.gpus_per_worker and gpus < config.gpus_per_worker:
+        raise ConfigError(f"--gpus-per-worker {config.gpus_per_worker} but the Ray cluster has {gpus:g} GPUs")
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-run execution-plan chatter
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own bar
