@@ -114,3 +114,18 @@ def test_config_is_strict():
         BulkConfig.from_dict({"wokers": 2})
     with pytest.raises(ConfigError, match="dest_format"):
         BulkConfig(dest_format="zip")
+
+
+def test_refusals_before_any_work(tmp_path, lite_ckpt):
+    from texpress.bulk.job import run_bulk
+    from texpress.errors import CheckpointError
+
+    make_store(tmp_path / "s", 2, bad=False)
+    with pytest.raises(ConfigError, match="inside the source"):
+        run_bulk("compress", [str(tmp_path / "s")], str(tmp_path / "s" / "coded"), lite_ckpt)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        run_bulk("compress", [str(tmp_path / "s")], str(tmp_path / "out"), tmp_path / "missing.ckpt")
+    store = Store(str(tmp_path / "out"))
+    store.put(mf.SETTINGS, b'{"mode": "compress", "model": "another", "dest_format": "files", "shard_size": 256}')
+    with pytest.raises(ConfigError, match="model 'another'"):
+        run_bulk("compress", [str(tmp_path / "s")], str(tmp_path / "out"), lite_ckpt)

@@ -25,9 +25,10 @@ from texpress.bulk.config import FILES, WEBDATASET, BulkConfig
 from texpress.bulk.models import fingerprint_of, resolve_model
 from texpress.bulk.report import BulkReport
 from texpress.bulk.shards import ShardAssembler
-from texpress.bulk.sources import COMPRESS, DECOMPRESS, END, SKIP, Unit, plan, unit_rows
+from texpress.bulk.sources import COMPRESS, DECOMPRESS, END, SKIP, Unit, plan, resolve_root, unit_rows
 from texpress.bulk.store import Store
 from texpress.bulk.worker import CodecWorker
+from texpress.data import storage
 from texpress.errors import ConfigError
 
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
@@ -79,6 +80,17 @@ def _check_settings(store: Store, settings: dict[str, Any]) -> None:
                 raise ConfigError(f"{store.root} holds a bulk job with {name} {before.get(name)!r}, not "
                                   f"{settings[name]!r}; use another destination")
     store.put(mf.SETTINGS, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _check_apart(sources: list[str], store: Store) -> None:
+    """DEST inside a SOURCE would feed the outputs back in as inputs on the next run."""
+    if not store.local:
+        return
+    dest = os.path.abspath(store.root)
+    for source in sources:
+        root = resolve_root(source)
+        if not storage.is_url(root) and (dest == root or dest.startswith(root.rstrip("/") + "/")):
+            raise ConfigError(f"the destination {store.root} is inside the source {source}; choose another one")
 
 
 def detect_source_format(sources: list[str], config: BulkConfig) -> BulkConfig:
@@ -142,6 +154,7 @@ def run_bulk(mode: str, sources: list[str], dest: str, model: str | Path, config
     store = Store(dest, config.endpoint_url)
     if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
         raise ConfigError(f"{dest}: exists and is not a folder")
+    _check_apart(sources, store)
     store.make_root()
     settings = {"mode": mode, "model": fingerprint_of(checkpoint), "dest_format": config.dest_format,
                 "shard_size": config.shard_size, "sources": list(sources)}
