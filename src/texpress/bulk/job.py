@@ -182,6 +182,7 @@ def _consume(ds, config: BulkConfig, store: Store, recorder: mf.Recorder, record
              start: float, on_progress: Progress | None) -> None:
     """Drain the job's rows in the driver: record them (after their shard for shard destinations)."""
     assembler = ShardAssembler(store, config.shard_size) if config.dest_format == WEBDATASET else None
+    coded_at: list[float] = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
         finished = []
         for row in _rows(batch):
@@ -192,6 +193,7 @@ def _consume(ds, config: BulkConfig, store: Store, recorder: mf.Recorder, record
                 report.failed_now += row["status"] == mf.FAILED
                 report.run_bytes_in += int(row["size_in"]) if row["status"] == mf.DONE else 0
                 report.run_bytes_out += int(row.get("size_out") or 0)
+                coded_at += [row["coded_at"]] if row["status"] == mf.DONE else []
             if assembler is not None:
                 finished += [r for name, rows in assembler.add(row) for r in _shard_records(name, rows)]
             elif row["status"] not in (SKIP, END):
@@ -199,6 +201,9 @@ def _consume(ds, config: BulkConfig, store: Store, recorder: mf.Recorder, record
         for r in finished:
             records[r["key"]] = r
         recorder.add(finished)
+        if coded_at:
+            report.coding_span_s = round(max(coded_at) - min(coded_at), 3)
+            coded_at = [min(coded_at), max(coded_at)]
         if on_progress is not None:
             report.finish(time.perf_counter() - start)
             on_progress(report)

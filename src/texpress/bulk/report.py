@@ -15,7 +15,8 @@ from texpress.bulk.manifest import DONE, FAILED
 @dataclass
 class BulkReport:
     """`inputs`, `done`, `failed`, `bytes_*`, `pixels`, `mean_bpp`: the whole store as the manifest
-    now records it. `coded`, `skipped`, `failed_now`, `run_bytes_*`, `wall_s` and the rates: this run.
+    now records it. `coded`, `skipped`, `failed_now`, `run_bytes_*`, `wall_s`, `coding_span_s` and
+    the rates: this run.
     bpp is the .tpx size over the image pixels (for decompress, the input size)."""
 
     mode: str
@@ -36,6 +37,7 @@ class BulkReport:
     run_bytes_in: int = 0
     run_bytes_out: int = 0
     wall_s: float = 0.0
+    coding_span_s: float = 0.0  # first to last image coded by the actors (start-up left out)
     images_per_s: float = 0.0
     mb_per_s: float = 0.0
     errors_by_reason: dict[str, int] = field(default_factory=dict)

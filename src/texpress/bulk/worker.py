@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,7 @@ class CodecWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["key"])
         out = {k: list(v) for k, v in batch.items()}
-        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n)
+        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n, coded_at=[0.0] * n)
         for i in range(n):
             if out["status"][i] != TODO:
                 continue
@@ -90,6 +91,7 @@ class CodecWorker:
                     out["data"][i] = coded
                 out["status"][i], out["output"][i] = "done", target
                 out["size_out"][i], out["pixels"][i] = len(coded), pixels
+                out["coded_at"][i] = time.time()
             except Exception as exc:  # one bad input never stops the batch
                 out["status"][i], out["data"][i] = "failed", None
                 out["reason"][i], out["detail"][i] = _reason(exc, self.mode)
