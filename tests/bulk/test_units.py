@@ -129,3 +129,18 @@ def test_refusals_before_any_work(tmp_path, lite_ckpt):
     store.put(mf.SETTINGS, b'{"mode": "compress", "model": "another", "dest_format": "files", "shard_size": 256}')
     with pytest.raises(ConfigError, match="model 'another'"):
         run_bulk("compress", [str(tmp_path / "s")], str(tmp_path / "out"), lite_ckpt)
+
+
+def test_model_refs_resolve_through_the_registry(tmp_path, lite_ckpt, monkeypatch):
+    import mlflow
+
+    from texpress.bulk.models import fingerprint_of, resolve_model
+    from texpress.registry.register import register_checkpoint
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("TEXPRESS_CACHE_DIR", str(tmp_path / "cache"))
+    registered = register_checkpoint(lite_ckpt, "texpress-bulk", tracking_uri=uri)
+    mlflow.MlflowClient(uri).set_registered_model_alias("texpress-bulk", "champion", registered.version)
+    path = resolve_model("models:/texpress-bulk@champion")
+    assert path.is_file() and fingerprint_of(path) == fingerprint_of(lite_ckpt) == registered.fingerprint
