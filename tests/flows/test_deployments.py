@@ -4,7 +4,6 @@ its reason and visible retries, and the UI's deployments page shows the texpress
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,8 +18,6 @@ from .conftest import ROOT, make_checkout
 from .server import POOL, prefect_stack
 
 pytestmark = pytest.mark.heavy
-# the bulk layer (issue 11): the flows over it are tested once it is here
-HAS_BULK = importlib.util.find_spec("texpress.bulk.job") is not None
 FLOWS = ("ingest", "train", "promote", "bulk-compress", "bulk-decompress", "nightly")
 
 # a few steps of the lite model on 1 Ray worker, evaluated against JPEG on one cropped test image
@@ -87,7 +84,6 @@ def test_ingest_then_train_from_the_api(stack):
     assert "up to date" in status.stdout, status.stdout + status.stderr
 
 
-@pytest.mark.skipif(not HAS_BULK, reason="needs the bulk layer (issue 11)")
 def test_nightly_then_bulk_decompress_from_the_api(stack):
     """After ingest and train: nightly re-uses both (DVC skips, the train task's cache hits), runs the
     gate on the trained version and compresses the gathered photos; then the store is restored."""
