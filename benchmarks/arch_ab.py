@@ -29,13 +29,14 @@ import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from texpress.data.device_crops import DeviceCrops  # noqa: E402
 from texpress.errors import TexpressError  # noqa: E402
 from texpress.evaluate.bdrate import BDRateError, bd_rate, quality_axis  # noqa: E402
 from texpress.evaluate.sources import centre_crop, list_images  # noqa: E402
 from texpress.train.ab.arms import DEFAULT_ARMS, REFERENCES, Arm, arm_from_name, arm_from_yaml  # noqa: E402
 from texpress.train.ab.arms import decoder_kmac_per_px, n_params  # noqa: E402
 from texpress.train.ab.code import code_images  # noqa: E402
-from texpress.train.ab.fit import CropSampler, FitSettings, fit  # noqa: E402
+from texpress.train.ab.fit import FitSettings, device_crops, fit  # noqa: E402
 
 FAIRNESS = ("Equal steps on equal data: every arm saw the same crops in the same order with the same "
             "loss and optimiser settings; BD-rates compare learning speed at this budget, not fully "
@@ -76,13 +77,24 @@ def load_images(paths: list[str], limit: int, crop: int) -> list[np.ndarray]:
     return images
 
 
-def run_arm(arm: Arm, lambdas: list[float], sampler: CropSampler, val: list[np.ndarray], s: FitSettings) -> dict:
+def progress(name: str, lam: float, steps: int):
+    """A line every tenth of the run: long CPU runs show they are alive."""
+    every = max(1, steps // 10)
+
+    def on_step(step: int, bpp: float, mse: float) -> None:
+        if (step + 1) % every == 0:
+            print(f"    {name} lambda {lam:g}: step {step + 1}/{steps}, train bpp {bpp:.3f}, MSE {mse:.1f}", flush=True)
+
+    return on_step
+
+
+def run_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings) -> dict:
     """Train one model per lambda from the same initial weights, code the val images with each."""
     points = []
     for lam in lambdas:
         torch.manual_seed(s.seed)
         model = arm.build()
-        t = fit(model, lam, sampler, s)
+        t = fit(model, lam, crops, s, on_step=progress(arm.name, lam, s.steps))
         coded = code_images(model, val)
         points.append({"lambda": lam, **coded, **t})
         print(f"  {arm.name:<24} lambda {lam:<7g} {coded['bpp']:.3f} bpp  {coded['psnr']:.2f} dB  "
@@ -138,17 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         val = load_images(args.val, args.val_images, args.val_crop)
         s = FitSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup,
                         seed=args.seed, device=args.device)
-        sampler = CropSampler(train, args.crop, args.device)
-    except (TexpressError, ValueError) as exc:
+        crops = device_crops(train, s)
+    except TexpressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(arms)} arms x {len(lambdas)} lambdas, {s.steps} steps of {s.batch} x {s.crop}px crops "
-          f"from {len(sampler.images)} images; coding {len(val)} val images. {FAIRNESS}", flush=True)
+          f"from {len(crops.images)} images; coding {len(val)} val images. {FAIRNESS}", flush=True)
     start = time.perf_counter()
-    results = {arm.name: run_arm(arm, lambdas, sampler, val, s) for arm in arms}
+    results = {arm.name: run_arm(arm, lambdas, crops, val, s) for arm in arms}
     bd_rates(results)
     print_table(results)
-    report = {"settings": {**vars(args), **s.__dict__, "lambdas": lambdas, "train_images": len(sampler.images),
+    report = {"settings": {**vars(args), **s.__dict__, "lambdas": lambdas, "train_images": len(crops.images),
                            "val_images": len(val), "torch_threads": torch.get_num_threads(),
                            "machine": platform.processor() or platform.machine(),
                            "wall_s": round(time.perf_counter() - start, 1)},

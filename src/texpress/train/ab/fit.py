@@ -1,11 +1,10 @@
 """Training one arm with the plain rate-distortion loss every arm shares: bpp + lambda * MSE (0-255).
 
-All arms see exactly the same crops in the same order (one seeded generator per run), so equal steps
+All arms see exactly the same crops in the same order (a pure function of seed and step), so equal steps
 means equal data: the comparison measures how fast each architecture learns, nothing else."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -13,6 +12,10 @@ from typing import Callable
 import numpy as np
 import torch
 from compressai.models import CompressionModel
+
+from texpress.data.device_crops import DeviceCrops
+from texpress.errors import InputError
+from texpress.train.losses import bits_per_pixel, mse_255
 
 
 @dataclass(frozen=True)
@@ -29,34 +32,20 @@ class FitSettings:
     device: str = "cpu"
 
 
-class CropSampler:
-    """Random crops with random horizontal flips from images held in memory as uint8 tensors (on the
-    training device, so a GPU crops without host round trips)."""
-
-    def __init__(self, images: list[np.ndarray], crop: int, device: str):
-        self.images = [torch.from_numpy(im).permute(2, 0, 1).contiguous().to(device)
-                       for im in images if min(im.shape[:2]) >= crop]
-        if not self.images:
-            raise ValueError(f"no training image has a side of at least {crop} px")
-        self.crop = crop
-
-    def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        picks = torch.randint(len(self.images), (n,), generator=gen).tolist()
-        crops = []
-        for i in picks:
-            im = self.images[i]
-            top = int(torch.randint(im.shape[1] - self.crop + 1, (1,), generator=gen))
-            left = int(torch.randint(im.shape[2] - self.crop + 1, (1,), generator=gen))
-            c = im[:, top: top + self.crop, left: left + self.crop]
-            crops.append(c.flip(-1) if bool(torch.randint(2, (1,), generator=gen)) else c)
-        return torch.stack(crops).float().div_(255.0)
+def device_crops(images: list[np.ndarray], s: FitSettings) -> DeviceCrops:
+    """The run's crops: the same (seed, step) -> batch function for every arm, on the device."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).contiguous().to(s.device)
+               for im in images if min(im.shape[:2]) >= s.crop]
+    if not tensors:
+        raise InputError(f"no training image has both sides of at least {s.crop} px")
+    return DeviceCrops(tensors, patch_size=s.crop, batch_size=s.batch, seed=s.seed)
 
 
 def rd_loss(out: dict, x: torch.Tensor, lam: float) -> tuple[torch.Tensor, float, float]:
     """(loss, bpp, mse_255): bpp from the likelihoods plus lambda times the MSE on 0-255 values."""
     n, _, h, w = x.shape
-    bpp = sum(torch.log(lk).sum() for lk in out["likelihoods"].values()) / (-math.log(2) * n * h * w)
-    mse = torch.mean((out["x_hat"] - x) ** 2) * 255.0**2
+    bpp = bits_per_pixel(out["likelihoods"], n * h * w)
+    mse = mse_255(out["x_hat"], x)
     return bpp + lam * mse, float(bpp.detach()), float(mse.detach())
 
 
@@ -71,18 +60,17 @@ def _lr_at(step: int, s: FitSettings) -> float:
     return s.lr * scale * (0.1 if step >= s.decay_at * s.steps else 1.0)
 
 
-def fit(model: CompressionModel, lam: float, sampler: CropSampler, s: FitSettings,
+def fit(model: CompressionModel, lam: float, crops: DeviceCrops, s: FitSettings,
         on_step: Callable[[int, float, float], None] | None = None) -> dict:
     """Train `model` in place for s.steps; returns wall time, steps/s and the last bpp / MSE seen."""
     model.to(s.device).train()
     opt, aux_opt, main = _optimizers(model, s)
-    gen = torch.Generator(device="cpu").manual_seed(s.seed)
     bpp = mse = float("nan")
     start = time.perf_counter()
     for step in range(s.steps):
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, s)
-        x = sampler.batch(s.batch, gen)
+        x = crops.batch(step)
         loss, bpp, mse = rd_loss(model(x), x, lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
