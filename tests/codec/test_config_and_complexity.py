@@ -123,3 +123,13 @@ def test_configs_saved_before_the_layer_choices_load_as_before():
     shapes = {k: tuple(v.shape) for k, v in TexpressModel(cfg).state_dict().items()}
     assert "generator.head.1.weight" in shapes and "encoder.net.0.weight" in shapes
     assert shapes["encoder.net.3.0.weight"] == (32, 16, 3, 3)
+
+
+@pytest.mark.parametrize("changes,out_channels", [
+    (dict(), 3), (dict(upscale="subpixel", up_kernel=3), 12), (dict(upscale="resize", up_kernel=3), 3),
+    (dict(out_kernel=3, gen_widths=(96, 64, 48, 32, 16)), 3)])
+def test_rgb_conv_is_the_layer_that_makes_rgb(changes, out_channels):
+    """With or without an output conv, tests and tools can reach the last conv (sub-pixel: 4 x RGB)."""
+    conv = TexpressModel(get_preset("lite").replace(**changes)).generator.rgb_conv
+    channels = conv.out_channels
+    assert channels == out_channels

@@ -98,7 +98,7 @@ def test_lpips_from_local_backbone_weights(tmp_path, monkeypatch):
     assert float(terms["distortion"]) == pytest.approx(HIFIC_K_M * float(terms["mse"]) + float(terms["lpips"]), rel=1e-4)
     # gradients reach the codec through LPIPS
     terms["distortion"].backward()
-    assert model.generator.tail.weight.grad is not None
+    assert model.generator.rgb_conv.weight.grad is not None
 
 
 def test_lpips_full_state_dict_and_bad_files(tmp_path, monkeypatch):
@@ -213,7 +213,7 @@ def test_warm_start_payloads(tmp_path):
     assert payload["disc"] is None
     fresh = build_model(get_preset("lite"), seed=0)
     fresh.load_state_dict(payload["model"])
-    assert torch.equal(fresh.generator.tail.weight, model.generator.tail.weight)
+    assert torch.equal(fresh.generator.rgb_conv.weight, model.generator.rgb_conv.weight)
     disc = ConditionalDiscriminator(96)
     state = {"format": STATE_FORMAT, "model_config": get_preset("lite").to_dict(), "model": model.state_dict(),
              "disc": disc.state_dict(), "step": 5}

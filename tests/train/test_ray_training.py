@@ -91,9 +91,9 @@ def test_short_run_warm_start_mlflow_and_a_usable_checkpoint(local_ray, shards, 
 
     # the model: warm-started from init.ckpt (10 small Adam steps away from it), entropy coder updated
     model = load_model(tmp_path / "out" / "model.ckpt")
-    w, w0 = model.generator.tail.weight, init_model.generator.tail.weight
+    w, w0 = model.generator.rgb_conv.weight, init_model.generator.rgb_conv.weight
     assert 0 < (w - w0).abs().max() < 0.05
-    assert (w - build_model(get_preset("lite"), seed=0).generator.tail.weight).abs().max() > 0.1
+    assert (w - build_model(get_preset("lite"), seed=0).generator.rgb_conv.weight).abs().max() > 0.1
     assert model.entropy_bottleneck._quantized_cdf.numel() > 0
 
     # `texpress compress --model` uses it directly, and decompress restores the image
@@ -256,7 +256,7 @@ def test_rerun_after_the_driver_died_resumes_the_stored_run(local_ray, shards, t
     client = mlflow_client(tmp_path)
     run = only_run(client)
     assert run.info.status == "FINISHED" and int(run.data.tags["resumed_from_step"]) >= 8
-    assert torch.isfinite(load_model(tmp_path / "out" / "model.ckpt").generator.tail.weight).all()
+    assert torch.isfinite(load_model(tmp_path / "out" / "model.ckpt").generator.rgb_conv.weight).all()
 
 
 def test_a_run_that_fails_for_good_ends_failed_in_mlflow(local_ray, shards, tmp_path, monkeypatch):

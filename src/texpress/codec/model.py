@@ -11,7 +11,7 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from texpress.codec.config import ModelConfig
-from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, norm_layers, up_block
+from texpress.codec.layers import ChannelNorm, ResidualBlock, SubpixelUp, conv, down_block, norm_layers, up_block
 
 DOWNSCALE = 16  # encoder stride
 PAD_MULTIPLE = 64  # encoder (16) times hyper-analysis (4): inputs are padded to this
@@ -61,6 +61,16 @@ class Generator(nn.Module):
         self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], cfg.upscale, cfg.up_kernel, cfg.norm,
                                             last=(i == 3 and not cfg.out_kernel)) for i in range(4)])
         self.tail = conv(w[4], 3, cfg.out_kernel) if cfg.out_kernel else nn.Identity()
+
+    @property
+    def rgb_conv(self) -> nn.Module:
+        """The conv that outputs RGB: the tail, or the last upscale's conv when there is no tail."""
+        if not isinstance(self.tail, nn.Identity):
+            return self.tail
+        up = self.ups[-1][0]
+        if isinstance(up, SubpixelUp):
+            return up.conv
+        return up[-1] if isinstance(up, nn.Sequential) else up
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         h = self.head(y_hat)
