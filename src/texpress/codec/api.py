@@ -142,9 +142,8 @@ class Codec:
         """.tpx bytes to a PNG file, written band by band (memory stays bounded for huge images).
         Returns (width, height)."""
         decoding = self.open(data)
-        h = decoding.header
-        write_png(path, h.width, h.height, h.mode, decoding.bands(), decoding.alpha())
-        return h.width, h.height
+        decoding.write_png(path)
+        return decoding.header.width, decoding.header.height
 
     @torch.inference_mode()
     def reconstruct(self, source: ImageSource) -> Image.Image:
@@ -203,6 +202,10 @@ class Decoding:
                 symbols = entropy.decode(p.y_strings[i], p.y_escapes[i], indexes, y_tables)
             y_hat[tiling.y_slice(t)] = torch.from_numpy(symbols.reshape(indexes.shape)).float() + means
         return y_hat
+
+    def write_png(self, path: str | os.PathLike) -> None:
+        h = self.header
+        write_png(path, h.width, h.height, h.mode, self.bands(), self.alpha())
 
     def bands(self):
         """uint8 RGB rows of the image, top to bottom; the generator runs in tiles on large images."""

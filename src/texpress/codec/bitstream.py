@@ -50,6 +50,13 @@ class Header:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def overhead_bytes(self) -> int:
+        """Header, segment table and checksum."""
+        if self.version == 1:
+            return HEADER_SIZE + CRC_SIZE
+        return HEADER_V2_SIZE + 4 * (3 + 2 * self.tiles) + CRC_SIZE
+
 
 @dataclass(frozen=True)
 class Payload:
