@@ -84,7 +84,7 @@ class Codec:
         model, (z_tables, y_tables) = self.model, self.tables
         grid = tiling.Grid.for_image(image.height, image.width, tile)
         y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels)
-        z = model.h_a(y)
+        z = tiling.hyper_latent(model.h_a, y, grid)
         medians = self._z_medians()
         z_symbols = torch.round(z - medians).int()
         z_string, z_escapes = entropy.encode(z_symbols.numpy(), _z_indexes(z_symbols.shape), z_tables)

@@ -157,12 +157,25 @@ def normalise(im: Image.Image) -> LoadedImage:
         raise InputError("floating-point images (mode F) are not supported")
     if im.mode not in ("RGB", "L", "RGBA", "LA"):
         raise InputError(f"unsupported colour mode {im.mode}")
-    alpha = None
-    if im.mode in ("RGBA", "LA"):
-        alpha = np.asarray(im.getchannel("A"), dtype=np.uint8).copy()
-    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    alpha = _planes(im, "A") if im.mode in ("RGBA", "LA") else None
+    rgb = _planes(im, "RGB")
     restore = im.mode
     return LoadedImage(rgb=rgb, mode=restore, alpha=alpha, warnings=notes)
+
+
+_BAND_ROWS = 256
+
+
+def _planes(im: Image.Image, what: str) -> np.ndarray:
+    """The RGB pixels or the alpha plane as a new uint8 array, converted a band of rows at a time:
+    converting a 100-megapixel image whole would hold three more copies of it at once."""
+    shape = (im.height, im.width, 3) if what == "RGB" else (im.height, im.width)
+    out = np.empty(shape, np.uint8)
+    for top in range(0, im.height, _BAND_ROWS):
+        band = im.crop((0, top, im.width, min(top + _BAND_ROWS, im.height)))
+        band = band.getchannel("A") if what == "A" else band.convert("RGB")
+        out[top: top + band.height] = np.asarray(band, dtype=np.uint8)
+    return out
 
 
 def from_array(arr: np.ndarray) -> LoadedImage:

@@ -23,6 +23,7 @@ from texpress.codec.model import DOWNSCALE, PAD_MULTIPLE
 TILE = 1024  # pixels per tile side when an image is tiled
 SINGLE_PIECE_MAX_PIXELS = 2048 * 2048  # padded images up to this size are coded in one piece
 ENCODER_HALO = 64  # pixels; the encoders' receptive fields reach 32-34 px (a multiple of 16 keeps the grid)
+HYPER_ANALYSIS_HALO = 16  # y pixels (a multiple of 4 keeps the z grid); the hyper-analysis reaches 7
 HYPER_HALO = 4  # z pixels; the hyper-synthesis reaches about 2.5
 
 
@@ -104,6 +105,23 @@ def encode_latent(encoder: Callable, rgb: np.ndarray, grid: Grid, channels: int)
         y[:, :, top // d: bottom // d, left // d: right // d] = \
             out[:, :, (top - t0) // d: (bottom - t0) // d, (left - l0) // d: (right - l0) // d]
     return y
+
+
+def hyper_latent(h_a: Callable, y: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """z = h_a(y) of the whole image, computed tile by tile with a halo (in y pixels)."""
+    r = PAD_MULTIPLE // DOWNSCALE
+    yh, yw = y.shape[-2:]
+    z = None
+    for tile in grid.tiles():
+        top, bottom, left, right = (v // DOWNSCALE for v in tile)
+        t0, t1 = halo_window(top, bottom, HYPER_ANALYSIS_HALO, yh)
+        l0, l1 = halo_window(left, right, HYPER_ANALYSIS_HALO, yw)
+        out = h_a(y[:, :, t0:t1, l0:l1])
+        if z is None:
+            z = torch.empty(1, out.shape[1], yh // r, yw // r)
+        z[:, :, top // r: bottom // r, left // r: right // r] = \
+            out[:, :, (top - t0) // r: (bottom - t0) // r, (left - l0) // r: (right - l0) // r]
+    return z
 
 
 def tile_params(y_params: Callable, z_hat: torch.Tensor, tile: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
