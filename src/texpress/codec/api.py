@@ -54,6 +54,7 @@ class Codec:
         self.model = model.eval()
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = default_max_pixels() if max_pixels is None else max_pixels
+        self.device = next(model.parameters()).device  # CUDA encodes; the entropy coding stays on the CPU
         self._tables: tuple[entropy.Tables, entropy.Tables] | None = None
 
     @classmethod
@@ -83,18 +84,18 @@ class Codec:
         """A loaded image to .tpx bytes (format 2); large images are coded in tiles (codec.tiling)."""
         model, (z_tables, y_tables) = self.model, self.tables
         grid = tiling.Grid.for_image(image.height, image.width, tile)
-        y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels)
+        y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
         z = tiling.hyper_latent(model.h_a, y, grid)
         medians = self._z_medians()
         z_symbols = torch.round(z - medians).int()
-        z_string, z_escapes = entropy.encode(z_symbols.numpy(), _z_indexes(z_symbols.shape), z_tables)
+        z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
         z_hat = z_symbols.float() + medians
         y_strings, y_escapes = [], []
         for t in grid.tiles():
             scales, means = tiling.tile_params(model._y_params, z_hat, t)
             indexes = model.gaussian_conditional.build_indexes(scales)
             symbols = torch.round(y[tiling.y_slice(t)] - means).int()
-            string, escapes = entropy.encode(symbols.numpy(), indexes.numpy(), y_tables)
+            string, escapes = entropy.encode(symbols.cpu().numpy(), indexes.cpu().numpy(), y_tables)
             y_strings.append(string)
             y_escapes.append(escapes)
         header = bitstream.Header(
@@ -191,16 +192,16 @@ class Decoding:
             z_symbols = entropy.decode_v1(p.z_string, z_indexes, z_tables)
         else:
             z_symbols = entropy.decode(p.z_string, p.z_escapes, z_indexes, z_tables)
-        z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float() + codec._z_medians()
-        y_hat = torch.empty(1, codec.config.latent_channels, h.z_h * 4, h.z_w * 4)
+        z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float().to(codec.device) + codec._z_medians()
+        y_hat = torch.empty(1, codec.config.latent_channels, h.z_h * 4, h.z_w * 4, device=codec.device)
         for i, t in enumerate(self.grid.tiles()):
             scales, means = tiling.tile_params(model._y_params, z_hat, t)
-            indexes = model.gaussian_conditional.build_indexes(scales).numpy()
+            indexes = model.gaussian_conditional.build_indexes(scales).cpu().numpy()
             if h.version == 1:
                 symbols = entropy.decode_v1(p.y_strings[i], indexes, y_tables)
             else:
                 symbols = entropy.decode(p.y_strings[i], p.y_escapes[i], indexes, y_tables)
-            y_hat[tiling.y_slice(t)] = torch.from_numpy(symbols.reshape(indexes.shape)).float() + means
+            y_hat[tiling.y_slice(t)] = torch.from_numpy(symbols.reshape(indexes.shape)).float().to(means.device) + means
         return y_hat
 
     def write_png(self, path: str | os.PathLike) -> None:

@@ -20,6 +20,7 @@ from texpress.errors import ConfigError, InputError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "TEXPRESS_MAX_PIXELS"
+ORIENTATION_TAG = 0x0112
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -137,7 +138,8 @@ def normalise(im: Image.Image) -> LoadedImage:
     if im.info.get("texpress_bits", 8) > 8 and im.mode in ("RGB", "RGBA"):
         notes.append(f"{im.info['texpress_bits']}-bit {im.mode} input reduced to 8 bits per sample")
     try:
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(ORIENTATION_TAG, 1) != 1:  # exif_transpose copies even upright images
+            im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not lose the image
         notes.append("EXIF orientation unreadable, ignored")
     mode = im.mode

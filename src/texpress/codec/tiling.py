@@ -94,14 +94,15 @@ def halo_window(lo: int, hi: int, halo: int, size: int) -> tuple[int, int]:
     return max(0, lo - halo), min(size, hi + halo)
 
 
-def encode_latent(encoder: Callable, rgb: np.ndarray, grid: Grid, channels: int) -> torch.Tensor:
+def encode_latent(encoder: Callable, rgb: np.ndarray, grid: Grid, channels: int,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
     """y of the whole padded image, computed tile by tile with a halo."""
-    y = torch.empty(1, channels, grid.height // DOWNSCALE, grid.width // DOWNSCALE)
+    y = torch.empty(1, channels, grid.height // DOWNSCALE, grid.width // DOWNSCALE, device=device)
     d = DOWNSCALE
     for top, bottom, left, right in grid.tiles():
         t0, t1 = halo_window(top, bottom, ENCODER_HALO, grid.height)
         l0, l1 = halo_window(left, right, ENCODER_HALO, grid.width)
-        out = encoder(image_crop(rgb, t0, t1, l0, l1))
+        out = encoder(image_crop(rgb, t0, t1, l0, l1).to(device))
         y[:, :, top // d: bottom // d, left // d: right // d] = \
             out[:, :, (top - t0) // d: (bottom - t0) // d, (left - l0) // d: (right - l0) // d]
     return y
@@ -118,7 +119,7 @@ def hyper_latent(h_a: Callable, y: torch.Tensor, grid: Grid) -> torch.Tensor:
         l0, l1 = halo_window(left, right, HYPER_ANALYSIS_HALO, yw)
         out = h_a(y[:, :, t0:t1, l0:l1])
         if z is None:
-            z = torch.empty(1, out.shape[1], yh // r, yw // r)
+            z = torch.empty(1, out.shape[1], yh // r, yw // r, device=y.device)
         z[:, :, top // r: bottom // r, left // r: right // r] = \
             out[:, :, (top - t0) // r: (bottom - t0) // r, (left - l0) // r: (right - l0) // r]
     return z
@@ -160,5 +161,5 @@ def generate_bands(generator: Callable, y_hat: torch.Tensor, grid: Grid, halo: i
                 x = generator(y_hat[:, :, t0:t1, l0:l1]).clamp_(0, 1)
                 r0, c0 = t - t0 * d, left - l0 * d
                 x = x[0, :, r0: r0 + bottom - top, c0: c0 + min(right, width) - left]
-                band[:, left: min(right, width)] = x.mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+                band[:, left: min(right, width)] = x.mul(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         yield band
