@@ -219,7 +219,10 @@ def models_init(
     cfg = get_preset(preset)
     if upscale:
         cfg = cfg.replace(upscale=upscale)
-    fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+    try:
+        fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the checkpoint ({exc.strerror or exc})")
     out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})", markup=False)
 
 
