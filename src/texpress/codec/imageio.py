@@ -6,6 +6,7 @@ commands and the dataset validator can report the file and go on.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import warnings
@@ -210,5 +211,19 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> LoadedImag
         loaded = normalise(source)
     else:
         loaded = normalise(open_image(source, max_pixels))
+        if loaded.width * loaded.height >= TRIM_PIXELS:
+            trim_heap()
     _check_size(loaded.width, loaded.height, max_pixels)
     return loaded
+
+
+TRIM_PIXELS = 16_000_000
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc). Pillow frees a decoded image's blocks onto the
+    heap, where they would stay in the process's memory while torch maps fresh memory for its tensors."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
