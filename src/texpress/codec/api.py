@@ -35,7 +35,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255.0).round_().to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous().numpy()
+    return x.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def restore_mode(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
@@ -54,12 +54,16 @@ class Codec:
         self.model = model.eval()
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = default_max_pixels() if max_pixels is None else max_pixels
-        self.device = next(model.parameters()).device  # CUDA encodes; the entropy coding stays on the CPU
         self._tables: tuple[entropy.Tables, entropy.Tables] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, max_pixels: int | None = None) -> "Codec":
         return cls(load_model(path), max_pixels=max_pixels)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model lives (bulk workers move it to a GPU); inputs follow it."""
+        return next(self.model.parameters()).device
 
     @property
     def config(self) -> ModelConfig:
