@@ -68,7 +68,6 @@ for line in sys.stdin:
 # ---------------------------------------------------------------- seeds and mutations
 
 def make_seeds(model: Path, out: Path) -> list[bytes]:
-    import numpy as np
     import torch
     from PIL import Image
 
@@ -93,7 +92,6 @@ def make_seeds(model: Path, out: Path) -> list[bytes]:
     out.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(seeds):
         (out / f"seed-{i}.tpx").write_bytes(s)
-    del np
     return seeds
 
 

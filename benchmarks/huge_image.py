@@ -79,7 +79,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
-def seam_check(model: Path, photo: Path, decoded: Path, work: Path) -> dict:
+def seam_check(model: Path, photo: Path, decoded: Path) -> dict:
     import torch
 
     from texpress.codec.api import Codec
@@ -130,7 +130,7 @@ def main() -> None:
         tpx = work / "tpx" / "huge.tpx"
         dec = run_cli(["decompress", str(tpx), "-o", str(work / "png"), "-m", str(model)], args.threads)
         png = work / "png" / "huge.png"
-        seams = seam_check(model, photo, png, work)
+        seams = seam_check(model, photo, png)
         megapixels = args.width * args.height / 1e6
         result = {
             "image": f"{args.width}x{args.height}", "megapixels": megapixels,

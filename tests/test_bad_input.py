@@ -1,4 +1,5 @@
-"""Bad input on every surface a user reaches: each CLI command and each DVC stage answers a bad
+"""Bad input on every surface a user reaches: each CLI command (codec, train, data, eval, bulk,
+registry) and each DVC stage answers a bad
 argument, file or parameter with one line (exit 1 or 2, no traceback) and writes nothing."""
 
 import os
@@ -29,7 +30,8 @@ def assert_one_line(proc: subprocess.CompletedProcess, fragment: str) -> None:
 
 
 def files_under(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+    """Files (not folders) below path: what a failed command must not leave behind."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +87,14 @@ CASES = {
     "models show: not a checkpoint": (["models", "show", "{r}/garbage.ckpt"], "garbage.ckpt"),
     "models init: unknown preset": (["models", "init", "-p", "nope", "-o", "{o}/x.ckpt"], "unknown preset"),
     "models init: unwritable place": (["models", "init", "-p", "lite", "-o", "{r}/file/x.ckpt"], "x.ckpt"),
-    "train: unknown preset": (["train", "--preset", "nope", "--params", "{r}/none.yaml", "--storage-path", "{o}"], "nope"),
-    "data ingest: missing source": (["data", "ingest", "{r}/nope", "-o", "{o}/ds"], "nope"),
+    "train: no training data": (["train", "--preset", "lite", "-o", "{o}"], "--shards is required"),
+    "data ingest: bad split fraction": (["data", "ingest", "{r}/a.png", "-o", "{o}/ds", "--val-frac", "2"], "val"),
     "data stats: not a dataset": (["data", "stats", "{r}"], "{r}"),
     "eval bd-rate: malformed curve": (["eval", "bd-rate", "{r}/curve.json", "{r}/curve.json"], "curve.json"),
+    "bulk compress: corrupt checkpoint": (["bulk", "compress", "{r}/a.png", "-o", "{o}", "-m", "{r}/garbage.ckpt"],
+                                          "garbage.ckpt"),
+    "registry pull: no model store": (["registry", "pull", "models:/nope@champion", "-o", "{o}/x.ckpt",
+                                       "--tracking-uri", "sqlite:///{o}/none.db"], "no MLflow store"),
     "eval run: missing checkpoint": (["eval", "run", "{r}/a.png", "-m", "{r}/none.ckpt", "-o", "{o}"], "none.ckpt"),
 }
 
