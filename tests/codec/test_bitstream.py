@@ -23,7 +23,8 @@ def test_header_fields(codec, tpx):
     assert (h.pad_w, h.pad_h) == (42, 28)
     assert (h.z_w, h.z_h) == (3, 2)
     assert h.fingerprint == codec.fingerprint
-    assert len(tpx) == bitstream.HEADER_SIZE + h.y_bytes + h.z_bytes + h.alpha_bytes + bitstream.CRC_SIZE
+    assert (h.version, h.tile, h.tiles) == (2, 0, 1)
+    assert len(tpx) == h.overhead_bytes + h.y_bytes + h.z_bytes + h.alpha_bytes + h.escape_bytes
     json.dumps(h.to_dict())
 
 
@@ -56,13 +57,40 @@ def test_not_a_tpx_and_trailing_bytes(codec, tpx):
         codec.decompress(tpx + b"x")
 
 
+def forge(data: bytes, offset: int, value: int, size: int = 4) -> bytes:
+    """Overwrite a header field and recompute the checksum, as a deliberate attacker would."""
+    body = bytearray(data[:-4])
+    body[offset: offset + size] = value.to_bytes(size, "little")
+    return bytes(body) + zlib.crc32(body).to_bytes(4, "little")
+
+
 def test_inconsistent_sizes_with_a_valid_checksum_are_refused(codec, tpx):
     """A crafted file (right checksum, wrong geometry) must not reach the entropy decoder."""
-    body = bytearray(tpx[:-4])
+    with pytest.raises(BitstreamError, match="grid has 6"):
+        codec.decompress(forge(tpx, 32, 64))  # tile size 64: a 3x2 grid, but one tile in the table
+    with pytest.raises(BitstreamError, match="tile size"):
+        codec.decompress(forge(tpx, 32, 100))
+    with pytest.raises(BitstreamError, match="pixel limit"):
+        codec.decompress(forge(tpx, 24, 2**32 - 1))  # width
+
+
+def test_version_1_files_still_decode_and_are_checked(codec, photos):
+    import numpy as np
+    import torch
+
+    from texpress.codec.api import to_tensor
+
+    image = codec.load(crop(photos[2], 150, 100, "RGBA"))
+    with torch.inference_mode():
+        out = codec.model.compress(to_tensor(image.rgb))
+    header = bitstream.Header(codec.fingerprint, 150, 100, "RGBA", 28, 42, 2, 3, 0, 0, 0, version=1)
+    v1 = bitstream.pack_v1(header, out["strings"][0][0], out["strings"][1][0], bitstream.encode_alpha(image.alpha))
+    assert bitstream.read_header(v1).version == 1
+    assert np.array_equal(np.asarray(codec.decompress(v1)), np.asarray(codec.decompress(codec.encode(image))))
+    body = bytearray(v1[:-4])
     body[36:38] = (7).to_bytes(2, "little")  # z_h
-    forged = bytes(body) + zlib.crc32(body).to_bytes(4, "little")
     with pytest.raises(BitstreamError, match="inconsistent"):
-        codec.decompress(forged)
+        codec.decompress(bytes(body) + zlib.crc32(body).to_bytes(4, "little"))
 
 
 def test_alpha_bomb_is_refused():
@@ -79,15 +107,19 @@ def test_crafted_streams_with_a_valid_checksum_never_crash_the_process(lite_ckpt
 
     payload = bitstream.unpack(tpx)
     y, z = payload.y_string, payload.z_string
-    variants = [(b"", b""), (y[:5], z), (y, z[:3]), (b"\xff" * len(y), b"\xff" * len(z)), (y[::-1], z[::-1])]
+    v1 = bitstream.Header(**{**payload.header.to_dict(), "version": 1})
+    variants = [(b"", b""), (y[:5], z), (y, z[:3]), (b"\xff" * len(y), b"\xff" * len(z)), (y[::-1], z[::-1]),
+                (b"\xff" * 2_000_000, z), (y, b"\xff" * 50_000)]  # CompressAI's decoder segfaulted on the former
     for i, (ys, zs) in enumerate(variants):
-        (tmp_path / f"{i}.tpx").write_bytes(bitstream.pack(payload.header, ys, zs, payload.alpha))
+        (tmp_path / f"{i}.tpx").write_bytes(bitstream.pack(payload.header, [ys], zs, payload.alpha, [b"\x01" * 9]))
+        # format 1 with CompressAI's escape coding: all-ones words drive its bypass path hardest
+        (tmp_path / f"{i}-v1.tpx").write_bytes(bitstream.pack_v1(v1, ys, zs, payload.alpha))
     script = (
         "import sys, pathlib\n"
         "from texpress.codec.api import Codec\n"
         "from texpress.errors import TexpressError\n"
         "codec = Codec.from_checkpoint(sys.argv[1])\n"
-        "for p in sorted(pathlib.Path(sys.argv[2]).glob('*.tpx')) * 20:\n"
+        "for p in sorted(pathlib.Path(sys.argv[2]).glob('*.tpx')) * 5:\n"
         "    try:\n"
         "        codec.decompress(p.read_bytes())\n"
         "    except TexpressError:\n"

@@ -71,3 +71,56 @@ def test_alone_or_in_a_batch_gives_identical_bytes_and_pixels(lite_ckpt, photos,
     assert r3.exit_code == 0 and r4.exit_code == 0, r3.output + r4.output
     png = Path(name).with_suffix(".png").name
     assert np.array_equal(np.asarray(Image.open(tmp_path / "bd" / png)), np.asarray(Image.open(tmp_path / "ad" / png)))
+
+
+CROSS = r"""
+import hashlib, sys, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, torch
+from PIL import Image
+from texpress.codec.api import Codec
+ckpt, tpx, image = sys.argv[1:4]
+codec = Codec.from_checkpoint(ckpt)
+if image != "-":
+    open(tpx, "wb").write(codec.encode(codec.load(Image.open(image).convert("RGB").resize((300, 200))), tile=128))
+print(torch.get_num_threads(), hashlib.sha256(np.asarray(codec.decompress(open(tpx, "rb").read())).tobytes()).hexdigest())
+"""
+
+
+def test_tiled_stream_encoded_in_one_process_decodes_identically_in_another(lite_ckpt, photos, tmp_path):
+    """Encode (2 threads) in one process, decode (1 thread) in another: the same pixels."""
+    tpx = tmp_path / "tiled.tpx"
+
+    def run(threads: int, image: str) -> list[str]:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        proc = subprocess.run([sys.executable, "-c", CROSS, str(lite_ckpt), str(tpx), image],
+                              env=env, capture_output=True, text=True, check=True)
+        return proc.stdout.split()
+
+    encoder_side = run(2, str(photos[4]))
+    decoder_side = run(1, "-")
+    assert (encoder_side[0], decoder_side[0]) == ("2", "1")
+    assert decoder_side[1] == encoder_side[1]
+
+
+def test_gpu_encode_decodes_the_same_latents_on_the_cpu(lite_ckpt, photos):
+    """Where CUDA is available: a stream encoded on the GPU decodes on the CPU to the latents the GPU
+    decoder gets (means and scales come from the float64 hyper-synthesis on the 2^-10 grid)."""
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from texpress.codec.api import Codec
+    from texpress.codec.checkpoint import load_model
+
+    gpu = Codec(load_model(lite_ckpt).cuda())
+    cpu = Codec.from_checkpoint(lite_ckpt)
+    for path in photos[:3]:
+        image = gpu.load(Image.open(path).convert("RGB").resize((320, 240)))
+        for tile in (None, 128):
+            data = gpu.encode(image, tile=tile)
+            assert torch.equal(gpu.open(data).latent().cpu(), cpu.open(data).latent())
+            a = np.asarray(gpu.decompress(data)).astype(int)
+            b = np.asarray(cpu.decompress(data)).astype(int)
+            assert np.abs(a - b).max() <= 1

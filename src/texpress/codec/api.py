@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texpress.codec import bitstream
+from texpress.codec import bitstream, entropy, tiling
 from texpress.codec.checkpoint import fingerprint as model_fingerprint
 from texpress.codec.checkpoint import load_model
 from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
 from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
+from texpress.codec.png import write_png
 from texpress.errors import BitstreamError, ModelMismatchError
 
 
@@ -53,6 +54,7 @@ class Codec:
         self.model = model.eval()
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = default_max_pixels() if max_pixels is None else max_pixels
+        self._tables: tuple[entropy.Tables, entropy.Tables] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, max_pixels: int | None = None) -> "Codec":
@@ -70,26 +72,50 @@ class Codec:
     def load(self, source: ImageSource) -> LoadedImage:
         return load_image(source, max_pixels=self.max_pixels)
 
+    @property
+    def tables(self) -> tuple[entropy.Tables, entropy.Tables]:
+        """The entropy coder's tables for z and y (built once)."""
+        if self._tables is None:
+            self._tables = (entropy.Tables.from_entropy_model(self.model.entropy_bottleneck),
+                            entropy.Tables.from_entropy_model(self.model.gaussian_conditional))
+        return self._tables
+
+    def _z_medians(self) -> torch.Tensor:
+        return self.model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+
     @torch.inference_mode()
-    def encode(self, image: LoadedImage) -> bytes:
-        x = to_tensor(image.rgb).to(self.device)
-        out = self.model.compress(x)
-        z_h, z_w = out["shape"]
+    def encode(self, image: LoadedImage, tile: int | None = None) -> bytes:
+        """A loaded image to .tpx bytes (format 2); large images are coded in tiles (codec.tiling)."""
+        model, (z_tables, y_tables) = self.model, self.tables
+        grid = tiling.Grid.for_image(image.height, image.width, tile)
+        y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
+        z = tiling.hyper_latent(model.h_a, y, grid)
+        medians = self._z_medians()
+        z_symbols = torch.round(z - medians).int()
+        z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
+        z_hat = z_symbols.float() + medians
+        y_strings, y_escapes = [], []
+        for t in grid.tiles():
+            scales, means = tiling.tile_params(model._y_params, z_hat, t)
+            indexes = model.gaussian_conditional.build_indexes(scales)
+            symbols = torch.round(y[tiling.y_slice(t)] - means).int()
+            string, escapes = entropy.encode(symbols.cpu().numpy(), indexes.cpu().numpy(), y_tables)
+            y_strings.append(string)
+            y_escapes.append(escapes)
         header = bitstream.Header(
             fingerprint=self.fingerprint, width=image.width, height=image.height, mode=image.mode,
-            pad_h=padding(image.height), pad_w=padding(image.width), z_h=z_h, z_w=z_w,
-            y_bytes=0, z_bytes=0, alpha_bytes=0,
+            pad_h=padding(image.height), pad_w=padding(image.width), z_h=z.shape[-2], z_w=z.shape[-1],
+            y_bytes=0, z_bytes=0, alpha_bytes=0, tile=grid.tile,
         )
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""
-        return bitstream.pack(header, out["strings"][0][0], out["strings"][1][0], alpha)
+        return bitstream.pack(header, y_strings, z_string, alpha, y_escapes, z_escapes)
 
     def compress(self, source: ImageSource) -> bytes:
         """Any image source to .tpx bytes."""
         return self.encode(self.load(source))
 
-    @torch.inference_mode()
-    def decompress(self, data: bytes) -> Image.Image:
-        """.tpx bytes to a PIL image in the original size and colour mode."""
+    def open(self, data: bytes) -> "Decoding":
+        """Check a .tpx file fully (checksum, model, sizes, tile grid) before anything is allocated."""
         payload = bitstream.unpack(data)
         h = payload.header
         if h.fingerprint != self.fingerprint:
@@ -102,21 +128,27 @@ class Codec:
         if (padded_h % PAD_MULTIPLE or padded_w % PAD_MULTIPLE
                 or (h.z_h, h.z_w) != (padded_h // PAD_MULTIPLE, padded_w // PAD_MULTIPLE)):
             raise BitstreamError("corrupt .tpx header (inconsistent sizes)")
-        alpha = None
-        if h.alpha_bytes:
-            alpha = np.frombuffer(bitstream.decode_alpha(payload.alpha, h.width, h.height), np.uint8)
-            alpha = alpha.reshape(h.height, h.width)
-        # CompressAI's rANS decoder reads the string without bounds checks: a crafted stream (valid
-        # checksum, short or garbage strings) would make it read past the end and may crash the
-        # process. Zero padding gives it at least one 32-bit word per symbol (it renormalises at
-        # most once per symbol), so such a file decodes to garbage pixels instead; the header
-        # already states the real lengths, so valid files are unaffected.
-        n_z = self.config.hyper_channels * h.z_h * h.z_w
-        n_y = self.config.latent_channels * (4 * h.z_h) * (4 * h.z_w)
-        y_string = payload.y_string + bytes(4 * n_y + 64)
-        z_string = payload.z_string + bytes(4 * n_z + 64)
-        x_hat = self.model.decompress([[y_string], [z_string]], (h.z_h, h.z_w))["x_hat"]
-        return restore_mode(to_uint8(x_hat, h.height, h.width), h.mode, alpha)
+        if h.tile % PAD_MULTIPLE or h.tile * h.tile > tiling.SINGLE_PIECE_MAX_PIXELS:
+            raise BitstreamError(f"corrupt .tpx header (tile size {h.tile})")
+        grid = tiling.Grid(padded_h, padded_w, h.tile)
+        if grid.count != h.tiles:
+            raise BitstreamError(f"corrupt .tpx header ({h.tiles} tiles, the grid has {grid.count})")
+        if h.version == 2 and h.tile == 0 and padded_h * padded_w > tiling.SINGLE_PIECE_MAX_PIXELS:
+            raise BitstreamError("corrupt .tpx header (a large image in one piece)")
+        return Decoding(self, payload, grid)
+
+    def decompress(self, data: bytes) -> Image.Image:
+        """.tpx bytes to a PIL image in the original size and colour mode."""
+        decoding = self.open(data)
+        rgb = np.concatenate(list(decoding.bands()), axis=0)
+        return restore_mode(rgb, decoding.header.mode, decoding.alpha())
+
+    def decompress_to(self, data: bytes, path: str | os.PathLike) -> tuple[int, int]:
+        """.tpx bytes to a PNG file, written band by band (memory stays bounded for huge images).
+        Returns (width, height)."""
+        decoding = self.open(data)
+        decoding.write_png(path)
+        return decoding.header.width, decoding.header.height
 
     @torch.inference_mode()
     def reconstruct(self, source: ImageSource) -> Image.Image:
@@ -133,6 +165,60 @@ class Codec:
         image = self.load(source)
         likelihoods = self.model(to_tensor(image.rgb))["likelihoods"]
         return float(sum(-torch.log2(v).sum() for v in likelihoods.values()))
+
+
+def _z_indexes(shape: torch.Size) -> np.ndarray:
+    """The factorized prior codes channel c of z with table c."""
+    return np.broadcast_to(np.arange(shape[1], dtype=np.int64)[None, :, None, None], tuple(shape))
+
+
+class Decoding:
+    """An opened, validated .tpx file: its latents are decoded lazily, its pixels band by band."""
+
+    def __init__(self, codec: Codec, payload: bitstream.Payload, grid: tiling.Grid):
+        self.codec, self.payload, self.header, self.grid = codec, payload, payload.header, grid
+
+    def alpha(self) -> np.ndarray | None:
+        h = self.header
+        if not h.alpha_bytes:
+            return None
+        raw = bitstream.decode_alpha(self.payload.alpha, h.width, h.height)
+        return np.frombuffer(raw, np.uint8).reshape(h.height, h.width)
+
+    @torch.inference_mode()
+    def latent(self) -> torch.Tensor:
+        """y_hat of the whole image (format 1: one string with CompressAI's escape coding)."""
+        codec, p, h = self.codec, self.payload, self.header
+        model, (z_tables, y_tables) = codec.model, codec.tables
+        z_shape = (1, codec.config.hyper_channels, h.z_h, h.z_w)
+        z_indexes = _z_indexes(z_shape)
+        if h.version == 1:
+            z_symbols = entropy.decode_v1(p.z_string, z_indexes, z_tables)
+        else:
+            z_symbols = entropy.decode(p.z_string, p.z_escapes, z_indexes, z_tables)
+        z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float().to(codec.device) + codec._z_medians()
+        y_hat = torch.empty(1, codec.config.latent_channels, h.z_h * 4, h.z_w * 4, device=codec.device)
+        for i, t in enumerate(self.grid.tiles()):
+            scales, means = tiling.tile_params(model._y_params, z_hat, t)
+            indexes = model.gaussian_conditional.build_indexes(scales).cpu().numpy()
+            if h.version == 1:
+                symbols = entropy.decode_v1(p.y_strings[i], indexes, y_tables)
+            else:
+                symbols = entropy.decode(p.y_strings[i], p.y_escapes[i], indexes, y_tables)
+            y_hat[tiling.y_slice(t)] = torch.from_numpy(symbols.reshape(indexes.shape)).float().to(means.device) + means
+        return y_hat
+
+    def write_png(self, path: str | os.PathLike) -> None:
+        h = self.header
+        write_png(path, h.width, h.height, h.mode, self.bands(), self.alpha())
+
+    def bands(self):
+        """uint8 RGB rows of the image, top to bottom; the generator runs in tiles on large images."""
+        h = self.header
+        y_hat = self.latent()
+        out_grid = tiling.Grid.for_image(h.height, h.width)
+        halo = tiling.generator_halo(self.codec.config)
+        yield from tiling.generate_bands(self.codec.model.generator, y_hat, out_grid, halo, h.height, h.width)
 
 
 def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from texpress.errors import BitstreamError
 
 MAGIC = b"TPX\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this texpress writes; it reads 1 and 2
+READ_VERSIONS = (1, 2)
 MODES = ("RGB", "L", "RGBA", "LA")
 
-# magic, version, mode, flags, fingerprint, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z, len_alpha
+# version 1: magic, version, mode, flags, fingerprint, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z, len_alpha
 _HEADER = struct.Struct("<4sBBH16sIIHHHHIII")
 HEADER_SIZE = _HEADER.size
+# version 2: magic, version, mode, flags, fingerprint, width, height, tile, tile count; then a table of
+# segment lengths (z, z escapes, per tile y and y escapes, alpha)
+_HEADER_V2 = struct.Struct("<4sBBH16sIIII")
+HEADER_V2_SIZE = _HEADER_V2.size
 CRC_SIZE = 4
+PAD = 64
 
 
 @dataclass(frozen=True)
@@ -33,26 +39,62 @@ class Header:
     pad_w: int  # columns of padding added to the right
     z_h: int
     z_w: int
-    y_bytes: int
+    y_bytes: int  # all y strings together
     z_bytes: int
     alpha_bytes: int
     version: int = FORMAT_VERSION
+    tile: int = 0  # tile side in pixels, 0 = one piece (version 2)
+    tiles: int = 1
+    escape_bytes: int = 0  # the escape lists together (version 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Header, segment table and checksum."""
+        if self.version == 1:
+            return HEADER_SIZE + CRC_SIZE
+        return HEADER_V2_SIZE + 4 * (3 + 2 * self.tiles) + CRC_SIZE
 
 
 @dataclass(frozen=True)
 class Payload:
     header: Header
-    y_string: bytes
+    y_strings: list[bytes]  # one per tile (version 1: one)
     z_string: bytes
     alpha: bytes  # zlib stream of the 8-bit alpha plane, empty when the image has none
+    y_escapes: list[bytes] = field(default_factory=list)  # version 2: one per tile
+    z_escapes: bytes = b""
+
+    @property
+    def y_string(self) -> bytes:
+        return b"".join(self.y_strings)
 
 
-def pack(header: Header, y_string: bytes, z_string: bytes, alpha: bytes = b"") -> bytes:
+def _padding(size: int) -> int:
+    return (-size) % PAD
+
+
+def pack(header: Header, y_strings: list[bytes], z_string: bytes, alpha: bytes = b"",
+         y_escapes: list[bytes] | None = None, z_escapes: bytes = b"") -> bytes:
+    """Version 2 from the header's fingerprint, size, mode and tile, plus the coded segments."""
+    y_escapes = y_escapes if y_escapes is not None else [b""] * len(y_strings)
+    segments = [z_string, z_escapes]
+    for y, e in zip(y_strings, y_escapes, strict=True):
+        segments += [y, e]
+    segments.append(alpha)
+    head = _HEADER_V2.pack(MAGIC, 2, MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint),
+                           header.width, header.height, header.tile, len(y_strings))
+    table = struct.pack(f"<{len(segments)}I", *map(len, segments))
+    body = b"".join([head, table, *segments])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def pack_v1(header: Header, y_string: bytes, z_string: bytes, alpha: bytes = b"") -> bytes:
+    """The version-1 layout (kept to test that old files still decode)."""
     head = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint),
+        MAGIC, 1, MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint),
         header.width, header.height, header.pad_h, header.pad_w, header.z_h, header.z_w,
         len(y_string), len(z_string), len(alpha),
     )
@@ -60,43 +102,75 @@ def pack(header: Header, y_string: bytes, z_string: bytes, alpha: bytes = b"") -
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_header(data: bytes) -> Header:
-    """Parse and validate the header alone (lengths included, checksum not)."""
-    if len(data) < HEADER_SIZE + CRC_SIZE:
-        if data[:4] != MAGIC[: len(data[:4])]:
-            raise BitstreamError("not a .tpx file (bad magic)")
-        raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, header needs {HEADER_SIZE + CRC_SIZE})")
-    (magic, version, mode, _flags, fp, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z,
-     len_a) = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise BitstreamError("not a .tpx file (bad magic)")
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads {FORMAT_VERSION})")
-    if mode >= len(MODES):
-        raise BitstreamError(f"corrupt .tpx header (colour mode {mode})")
-    expected = HEADER_SIZE + len_y + len_z + len_a + CRC_SIZE
+def _check_length(data: bytes, expected: int) -> None:
     if len(data) < expected:
         raise BitstreamError(f"truncated .tpx file ({len(data)} of {expected} bytes)")
     if len(data) > expected:
         raise BitstreamError(f"corrupt .tpx file ({len(data) - expected} trailing bytes)")
-    return Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, z_h, z_w, len_y, len_z, len_a, version)
+
+
+def _check_start(data: bytes) -> int:
+    if len(data) < 5 or data[:4] != MAGIC:
+        if data[:4] != MAGIC[: len(data[:4])]:
+            raise BitstreamError("not a .tpx file (bad magic)")
+        raise BitstreamError(f"truncated .tpx file ({len(data)} bytes)")
+    version = data[4]
+    if version not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads 1 and 2)")
+    size = HEADER_SIZE if version == 1 else HEADER_V2_SIZE
+    if len(data) < size + CRC_SIZE:
+        raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, header needs {size + CRC_SIZE})")
+    return version
+
+
+def read_header(data: bytes) -> Header:
+    """Parse and validate the header alone (lengths included, checksum not)."""
+    return _parse(data)[0]
+
+
+def _parse(data: bytes) -> tuple[Header, list[int]]:
+    version = _check_start(data)
+    if version == 1:
+        (_, _, mode, _flags, fp, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z,
+         len_a) = _HEADER.unpack_from(data)
+        if mode >= len(MODES):
+            raise BitstreamError(f"corrupt .tpx header (colour mode {mode})")
+        _check_length(data, HEADER_SIZE + len_y + len_z + len_a + CRC_SIZE)
+        header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, z_h, z_w, len_y, len_z, len_a, 1)
+        return header, [len_y, len_z, len_a]
+    _, _, mode, flags, fp, width, height, tile, tiles = _HEADER_V2.unpack_from(data)
+    if mode >= len(MODES) or flags:
+        raise BitstreamError(f"corrupt .tpx header (colour mode {mode}, flags {flags})")
+    n_segments = 3 + 2 * tiles
+    table_end = HEADER_V2_SIZE + 4 * n_segments
+    if table_end + CRC_SIZE > len(data):  # checked before the table is read: no allocation from it
+        raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, the tile table needs {table_end + CRC_SIZE})")
+    lengths = list(struct.unpack_from(f"<{n_segments}I", data, HEADER_V2_SIZE))
+    _check_length(data, table_end + sum(lengths) + CRC_SIZE)
+    pad_h, pad_w = _padding(height), _padding(width)
+    header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, (height + pad_h) // PAD,
+                    (width + pad_w) // PAD, sum(lengths[2:-1:2]), lengths[0], lengths[-1], 2, tile, tiles,
+                    lengths[1] + sum(lengths[3:-1:2]))
+    return header, lengths
 
 
 def unpack(data: bytes) -> Payload:
     """Validate header, lengths and checksum, then split the payload."""
-    header = read_header(data)
+    header, lengths = _parse(data)
     body, (crc,) = data[:-CRC_SIZE], struct.unpack("<I", data[-CRC_SIZE:])
     if zlib.crc32(body) != crc:
         raise BitstreamError("corrupt .tpx file (checksum mismatch)")
     if header.width == 0 or header.height == 0:
         raise BitstreamError("corrupt .tpx header (zero image size)")
-    off = HEADER_SIZE
-    y = data[off: off + header.y_bytes]
-    off += header.y_bytes
-    z = data[off: off + header.z_bytes]
-    off += header.z_bytes
-    alpha = data[off: off + header.alpha_bytes]
-    return Payload(header, bytes(y), bytes(z), bytes(alpha))
+    off = HEADER_SIZE if header.version == 1 else HEADER_V2_SIZE + 4 * len(lengths)
+    segments = []
+    for n in lengths:
+        segments.append(bytes(data[off: off + n]))
+        off += n
+    if header.version == 1:
+        y, z, alpha = segments
+        return Payload(header, [y], z, alpha)
+    return Payload(header, segments[2:-1:2], segments[0], segments[-1], segments[3:-1:2], segments[1])
 
 
 def encode_alpha(alpha) -> bytes:

@@ -150,8 +150,9 @@ def decompress(
     _check_output_dir(output)
 
     def work(path: Path):
-        image = codec.decompress(path.read_bytes())
-        return None, lambda tmp: image.save(tmp, format="PNG"), image.width * image.height
+        decoding = codec.open(path.read_bytes())  # every check before the output is opened
+        h = decoding.header
+        return None, decoding.write_png, h.width * h.height
 
     summary = run_batch("decompress", inputs, output, {".tpx"}, ".png", force, work)
     _exit_for(summary)
@@ -218,7 +219,10 @@ def models_init(
     cfg = get_preset(preset)
     if upscale:
         cfg = cfg.replace(upscale=upscale)
-    fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+    try:
+        fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+    except OSError as exc:
+        raise fail(f"{output}: cannot write the checkpoint ({exc.strerror or exc})")
     out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})", markup=False)
 
 

@@ -6,6 +6,7 @@ commands and the dataset validator can report the file and go on.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import warnings
@@ -20,6 +21,7 @@ from texpress.errors import ConfigError, InputError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "TEXPRESS_MAX_PIXELS"
+ORIENTATION_TAG = 0x0112
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -137,7 +139,8 @@ def normalise(im: Image.Image) -> LoadedImage:
     if im.info.get("texpress_bits", 8) > 8 and im.mode in ("RGB", "RGBA"):
         notes.append(f"{im.info['texpress_bits']}-bit {im.mode} input reduced to 8 bits per sample")
     try:
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(ORIENTATION_TAG, 1) != 1:  # exif_transpose copies even upright images
+            im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not lose the image
         notes.append("EXIF orientation unreadable, ignored")
     mode = im.mode
@@ -157,12 +160,25 @@ def normalise(im: Image.Image) -> LoadedImage:
         raise InputError("floating-point images (mode F) are not supported")
     if im.mode not in ("RGB", "L", "RGBA", "LA"):
         raise InputError(f"unsupported colour mode {im.mode}")
-    alpha = None
-    if im.mode in ("RGBA", "LA"):
-        alpha = np.asarray(im.getchannel("A"), dtype=np.uint8).copy()
-    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    alpha = _planes(im, "A") if im.mode in ("RGBA", "LA") else None
+    rgb = _planes(im, "RGB")
     restore = im.mode
     return LoadedImage(rgb=rgb, mode=restore, alpha=alpha, warnings=notes)
+
+
+_BAND_ROWS = 256
+
+
+def _planes(im: Image.Image, what: str) -> np.ndarray:
+    """The RGB pixels or the alpha plane as a new uint8 array, converted a band of rows at a time:
+    converting a 100-megapixel image whole would hold three more copies of it at once."""
+    shape = (im.height, im.width, 3) if what == "RGB" else (im.height, im.width)
+    out = np.empty(shape, np.uint8)
+    for top in range(0, im.height, _BAND_ROWS):
+        band = im.crop((0, top, im.width, min(top + _BAND_ROWS, im.height)))
+        band = band.getchannel("A") if what == "A" else band.convert("RGB")
+        out[top: top + band.height] = np.asarray(band, dtype=np.uint8)
+    return out
 
 
 def from_array(arr: np.ndarray) -> LoadedImage:
@@ -195,5 +211,19 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> LoadedImag
         loaded = normalise(source)
     else:
         loaded = normalise(open_image(source, max_pixels))
+        if loaded.width * loaded.height >= TRIM_PIXELS:
+            trim_heap()
     _check_size(loaded.width, loaded.height, max_pixels)
     return loaded
+
+
+TRIM_PIXELS = 16_000_000
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc). Pillow frees a decoded image's blocks onto the
+    heap, where they would stay in the process's memory while torch maps fresh memory for its tensors."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
