@@ -1,0 +1,211 @@
+"""infra/local/stack.sh: the real services on 127.0.0.1, one tiny training through all of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ..conftest import isolated_dvc_env
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "infra" / "local" / "stack.sh"
+PORT_VARS = ("TEXPRESS_STACK_S3_PORT", "TEXPRESS_STACK_MLFLOW_PORT", "TEXPRESS_STACK_PREFECT_PORT",
+             "TEXPRESS_STACK_RAY_PORT", "TEXPRESS_STACK_RAY_CLIENT_PORT")
+
+
+def stack(cmd: str, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(STACK), cmd], env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            k, v = line[len("export "):].split("=", 1)
+            out[k] = v
+    return out
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line holds `text` (the stack's state folder appears in every service's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path):
+    state = tmp_path / "state"
+    ports = {var: str(free_port()) for var in PORT_VARS}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports["TEXPRESS_STACK_MLFLOW_PORT"] = str(taken.getsockname()[1])
+        env = {**os.environ, **ports, "TEXPRESS_STACK_DIR": str(state), "PYTHON": sys.executable}
+        r = stack("up", env, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f"error: port {ports['TEXPRESS_STACK_MLFLOW_PORT']} (mlflow) on 127.0.0.1 is already in use; "
+        "set TEXPRESS_STACK_MLFLOW_PORT to another port"]
+    assert not state.exists() and not processes_mentioning(str(state))
+    r = stack("status", env, timeout=120)
+    assert r.returncode == 1 and r.stdout.strip() == f"no stack in {state}"
+    assert stack("down", env, timeout=120).stdout.strip() == "stopped: nothing was running"
+
+
+TINY_PARAMS = """\
+train: {preset: lite, rd_steps: 3, gan_steps: 1, workers: 1, cpus_per_worker: 1, checkpoint_every: 4,
+        val_every: 4, log_every: 2, val_images: 1, grid_images: 1, experiment: stack-e2e}
+loader: {patch_size: 64, batch_size: 2, num_workers: 0, shuffle_buffer: 8, batches_per_epoch: 8, val_max_side: 128}
+"""
+
+
+def make_dataset(repo: Path) -> None:
+    from texpress.data.config import ShardConfig
+    from texpress.data.ingest import ingest
+    from texpress.samples import sample_photos
+
+    photos = sample_photos()
+    if len(photos) < 8:
+        pytest.skip("the sample photos of scikit-image / scikit-learn are missing")
+    ingest([str(p) for p in photos], repo / "data" / "shards", ShardConfig(min_side=64, val_frac=0.2, test_frac=0.1))
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
+    """A DVC repo whose shards go to the stack's S3 remote; returns a clone that pulled them back."""
+    import boto3
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(["git", "init", "-q"], repo, env)
+    run(["dvc", "init", "-q"], repo, env)
+    make_dataset(repo)
+    run(["dvc", "add", "-q", "data/shards"], repo, env)
+    run(["dvc", "remote", "add", "-d", "stack", env["TEXPRESS_DVC_REMOTE_URL"]], repo, env)
+    run(["dvc", "push"], repo, env)
+    bucket, prefix = env["TEXPRESS_DVC_REMOTE_URL"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=env["TEXPRESS_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    shards = tree(repo / "data" / "shards")
+    stored = {k.split("/md5/")[1].replace("/", "") for k in keys}
+    listing = {k for k in stored if k.endswith(".dir")}  # the folder's listing, beside each file's content
+    assert len(listing) == 1 and stored - listing == {hashlib.md5(b).hexdigest() for b in shards.values()}
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", "shards"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    run(["dvc", "pull"], clone, env)
+    assert tree(clone / "data" / "shards") == shards
+    return clone
+
+
+def register_and_load(run_id: str, uri: str, model_file: Path) -> None:
+    """Registers the run's checkpoint in the server's registry and codes an image with the download."""
+    import mlflow
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from texpress.codec.api import Codec
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        version = mlflow.register_model(f"runs:/{run_id}/model", "texpress-stack-e2e")
+        client = MlflowClient(uri)
+        client.set_registered_model_alias("texpress-stack-e2e", "challenger", version.version)
+        got = Path(mlflow.artifacts.download_artifacts("models:/texpress-stack-e2e@challenger",
+                                                       dst_path=str(model_file.parent / "registered")))
+    finally:
+        mlflow.set_tracking_uri(None)
+    ckpt = got / "model.ckpt"
+    assert ckpt.read_bytes() == model_file.read_bytes()
+    codec = Codec.from_checkpoint(ckpt)
+    image = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
+    assert codec.decompress(codec.compress(image)).size == (96, 64)
+
+
+@pytest.mark.heavy
+def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
+    for tool in ("git",):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    state = Path(tempfile.mkdtemp(prefix="txs-", dir="/tmp"))  # short: Ray's socket paths
+    base = isolated_dvc_env(tmp_path, TEXPRESS_STACK_DIR=str(state), TEXPRESS_STACK_FREE_PORTS="1",
+                            TEXPRESS_STACK_RAY_CPUS="2", TEXPRESS_STACK_RAY_OBJECT_STORE_MB="150",
+                            PYTHON=sys.executable, PREFECT_HOME=str(tmp_path / "prefect-client"))
+    for k in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "RAY_ADDRESS", "AWS_PROFILE"):
+        base.pop(k, None)
+    stopped = False
+    try:
+        r = stack("up", base)
+        assert r.returncode == 0, r.stdout + r.stderr
+        env = {**base, **read_env_file(state / "stack.env")}
+        assert (state / "stack.env").stat().st_mode & 0o077 == 0  # credentials: owner only
+        r = stack("status", base)
+        assert r.returncode == 0 and r.stdout.count(" healthy ") == 5, r.stdout
+        again = stack("up", base)
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        clone = push_and_pull(tmp_path, env)
+        (tmp_path / "tiny.yaml").write_text(TINY_PARAMS)
+        out = tmp_path / "model"
+        run(["texpress", "train", "--shards", str(clone / "data" / "shards"), "-o", str(out),
+             "--params", str(tmp_path / "tiny.yaml"), "--storage-path", str(tmp_path / "ray_results")],
+            tmp_path, env)
+        run_id = json.loads((out / "train_metrics.json").read_text())["mlflow_run_id"]
+
+        # the training ran on the stack's Ray head: its workers logged there
+        logs = Path(state / "ray").resolve() / "session_latest" / "logs"
+        assert any(run_id in p.read_text(errors="replace") for p in logs.glob("worker-*") if p.is_file())
+        # the run is in the MLflow server, its artifacts in the server's own folder
+        from mlflow.tracking import MlflowClient
+
+        mlflow_run = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
+        assert mlflow_run.info.status == "FINISHED" and mlflow_run.data.metrics["train/bpp"] > 0
+        served = list((state / "mlflow" / "artifacts").rglob("model.ckpt"))
+        assert len(served) == 1 and served[0].read_bytes() == (out / "model.ckpt").read_bytes()
+        assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "mlflow.db").exists()
+        register_and_load(run_id, env["MLFLOW_TRACKING_URI"], out / "model.ckpt")
+
+        r = stack("down", base)
+        stopped = True
+        assert r.returncode == 0 and r.stdout.strip() == "stopped: ray, prefect-worker, prefect, mlflow, s3"
+        assert processes_mentioning(str(state)) == []
+        info = json.loads((state / "stack.json").read_text())
+        assert not any(socket.socket().connect_ex(("127.0.0.1", p)) == 0 for p in info["ports"].values())
+    finally:
+        if not stopped:
+            stack("down", base)
+        shutil.rmtree(state, ignore_errors=True)
