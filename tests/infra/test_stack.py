@@ -133,22 +133,22 @@ def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
 
 
 def register_and_load(run_id: str, uri: str, model_file: Path) -> None:
-    """Registers the run's checkpoint in the server's registry and codes an image with the download."""
+    """Registers the run's checkpoint folder in the server's registry (the checkpoint is a plain
+    artifact, not an MLflow logged model: a model version with that folder as its source) and codes
+    an image with what the registry hands back."""
     import mlflow
     import numpy as np
     from mlflow.tracking import MlflowClient
 
     from texpress.codec.api import Codec
 
-    mlflow.set_tracking_uri(uri)
-    try:
-        version = mlflow.register_model(f"runs:/{run_id}/model", "texpress-stack-e2e")
-        client = MlflowClient(uri)
-        client.set_registered_model_alias("texpress-stack-e2e", "challenger", version.version)
-        got = Path(mlflow.artifacts.download_artifacts("models:/texpress-stack-e2e@challenger",
-                                                       dst_path=str(model_file.parent / "registered")))
-    finally:
-        mlflow.set_tracking_uri(None)
+    client, name = MlflowClient(uri), "texpress-stack-e2e"
+    client.create_registered_model(name)
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    version = client.create_model_version(name, source, run_id=run_id)
+    client.set_registered_model_alias(name, "challenger", version.version)
+    got = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@challenger", tracking_uri=uri, registry_uri=uri,
+                                                   dst_path=str(model_file.parent / "registered")))
     ckpt = got / "model.ckpt"
     assert ckpt.read_bytes() == model_file.read_bytes()
     codec = Codec.from_checkpoint(ckpt)
