@@ -4,6 +4,7 @@ the project's rules; the checks themselves catch what they are there to catch.""
 from __future__ import annotations
 
 import copy
+import json
 import importlib.util
 import shutil
 import subprocess
@@ -65,7 +66,8 @@ def test_the_pieces_are_there(rendered, overlay):
     assert bulk[:3] == ["texpress", "bulk", "compress"] and bulk[3].startswith("s3://")
     assert bulk[bulk.index("-o") + 1].startswith("s3://") and {"--model", "--workers"} <= set(bulk)
     mlflow = by_kind(docs, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]
-    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in mlflow["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in mlflow["env"]
+               if "secretKeyRef" in e.get("valueFrom", {})}
     assert secrets == {"mlflow-db", "texpress-s3"} and "--serve-artifacts" in mlflow["args"]
 
 
@@ -119,8 +121,8 @@ def test_the_command_line_reports_errors(tmp_path):
     shutil.copytree(K8S / "base", tmp_path / "base")
     bad = tmp_path / "overlays" / "bad"
     bad.mkdir(parents=True)
-    (bad / "kustomization.yaml").write_text("resources: [../../base]\n"
-                                            "patches:\n- target: {kind: RayJob, name: texpress-train}\n"
-                                            "  patch: '[{\"op\": \"add\", \"path\": \"/spec/entrypointt\", \"value\": \"x\"}]'\n")
+    typo = json.dumps([{"op": "add", "path": "/spec/entrypointt", "value": "x"}])
+    (bad / "kustomization.yaml").write_text("resources: [../../base]\npatches:\n"
+                                            f"- target: {{kind: RayJob, name: texpress-train}}\n  patch: '{typo}'\n")
     r = subprocess.run([sys.executable, str(K8S / "check.py"), str(bad)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "'entrypointt' was unexpected" in r.stdout

@@ -147,8 +147,10 @@ def register_and_load(run_id: str, uri: str, model_file: Path) -> None:
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     version = client.create_model_version(name, source, run_id=run_id)
     client.set_registered_model_alias(name, "challenger", version.version)
-    got = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@challenger", tracking_uri=uri, registry_uri=uri,
-                                                   dst_path=str(model_file.parent / "registered")))
+    chosen = client.get_model_version_by_alias(name, "challenger")
+    assert chosen.version == version.version and chosen.run_id == run_id
+    got = Path(mlflow.artifacts.download_artifacts(client.get_model_version_download_uri(name, chosen.version),
+                                                   tracking_uri=uri, dst_path=str(model_file.parent / "registered")))
     ckpt = got / "model.ckpt"
     assert ckpt.read_bytes() == model_file.read_bytes()
     codec = Codec.from_checkpoint(ckpt)
