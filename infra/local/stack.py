@@ -123,13 +123,13 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def spawn(name: str, cmd: list[str], env: dict[str, str], settings: Settings) -> int:
-    """Starts cmd in its own session (its pid is the group id), output to logs/NAME.log."""
+def spawn(name: str, cmd: list[str], env: dict[str, str], settings: Settings, folder: str) -> int:
+    """Starts cmd in state/FOLDER, in its own session (its pid is the group id), output to logs/NAME.log."""
     logs = settings.state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=settings.state, start_new_session=True)
+                                cwd=settings.state / folder, start_new_session=True)
     pid_file = settings.state / "run" / f"{name}.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{proc.pid} {_start_ticks(proc.pid)}\n")
@@ -150,49 +150,65 @@ def recorded_pid(settings: Settings, name: str) -> int | None:
     return pid if group_alive(pid) else None  # the leader exited, its children may not have
 
 
-def _wait_gone(pgid: int, seconds: float) -> bool:
+def _leader_alive(pid: int) -> bool:
+    try:  # reap it when this process started it (an `up` that failed half-way)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(condition, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:  # reap it when this process started it (an `up` that failed half-way)
-            os.waitpid(pgid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not group_alive(pgid):
-            return True
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.2)
-    return not group_alive(pgid)
+    return condition()
 
 
 def stop(settings: Settings, name: str) -> bool:
     """Stops the process group `up` started for `name`: SIGTERM to its leader (`ray start --block`
-    and the servers shut their children down in order), then SIGTERM and SIGKILL to the group."""
+    and the servers shut their children down in order), then SIGTERM and SIGKILL to what is left."""
     pid = recorded_pid(settings, name)
     pid_file = settings.state / "run" / f"{name}.pid"
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    steps = ((lambda sig: os.kill(pid, sig), signal.SIGTERM, STOP_TIMEOUT_S),
-             (lambda sig: os.killpg(pid, sig), signal.SIGTERM, 10.0),
-             (lambda sig: os.killpg(pid, sig), signal.SIGKILL, 5.0))
-    for send, sig, wait in steps:
-        try:
-            send(sig)
-        except ProcessLookupError:
-            pass
-        if _wait_gone(pid, wait):
-            break
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    gone = lambda: not _leader_alive(pid) and not group_alive(pid)  # noqa: E731
+    if not _wait(lambda: not _leader_alive(pid), STOP_TIMEOUT_S) or not _wait(gone, 3.0):
+        for sig, seconds in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            if _wait(gone, seconds):
+                break
     pid_file.unlink(missing_ok=True)
     return True
 
 
 # ---------------------------------------------------------------- health
 
-def http_ok(url: str, timeout: float = 3.0) -> bool:
+def http_ok(url: str, timeout: float = 3.0, contains: tuple[str, ...] = ()) -> bool:
+    """GET url answers 2xx (and its body holds every string of `contains`)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            return 200 <= r.status < 300
+            body = r.read().decode(errors="replace") if contains else ""
+            return 200 <= r.status < 300 and all(c in body for c in contains)
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def s3_ok(info: dict, with_buckets: bool = True) -> bool:
+    """The S3 API lists the buckets (ListBuckets on the endpoint's root; moto checks no signature)."""
+    names = tuple(f"<Name>{b}</Name>" for b in info["buckets"]) if with_buckets else ()
+    return http_ok(f"http://{HOST}:{info['ports']['s3']}/", contains=names)
 
 
 def tcp_ok(port: int) -> bool:
@@ -216,7 +232,7 @@ def health(info: dict) -> dict[str, bool]:
     p = info["ports"]
     api = f"http://{HOST}:{p['prefect']}/api"
     return {
-        "s3": http_ok(f"http://{HOST}:{p['s3']}/moto-api/data.json"),
+        "s3": s3_ok(info),
         "mlflow": http_ok(f"http://{HOST}:{p['mlflow']}/health"),
         "prefect": http_ok(f"{api}/health"),
         "prefect-worker": any(w.get("status") == "ONLINE" for w in prefect_workers(api, info["pool"])),
@@ -278,9 +294,8 @@ def service_env(info: dict, **extra: str) -> dict[str, str]:
 def start_s3(settings: Settings, info: dict) -> None:
     port = info["ports"]["s3"]
     (settings.state / "s3").mkdir(exist_ok=True)
-    pid = spawn("s3", [tool("moto_server"), "-H", HOST, "-p", str(port)], service_env(info), settings)
-    wait_until(lambda: http_ok(f"http://{HOST}:{port}/moto-api/data.json"), "s3 (moto)", pid,
-               settings.state / "logs/s3.log")
+    pid = spawn("s3", [tool("moto_server"), "-H", HOST, "-p", str(port)], service_env(info), settings, "s3")
+    wait_until(lambda: s3_ok(info, with_buckets=False), "s3 (moto)", pid, settings.state / "logs/s3.log")
     import boto3
 
     client = boto3.client("s3", endpoint_url=f"http://{HOST}:{port}", region_name=REGION,
@@ -296,7 +311,7 @@ def start_mlflow(settings: Settings, info: dict) -> None:
     cmd = [tool("mlflow"), "server", "--host", HOST, "--port", str(port), "--workers", "1",
            "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
            "--serve-artifacts", "--artifacts-destination", str(data / "artifacts")]
-    pid = spawn("mlflow", cmd, service_env(info), settings)
+    pid = spawn("mlflow", cmd, service_env(info), settings, "mlflow")
     wait_until(lambda: http_ok(f"http://{HOST}:{port}/health"), "mlflow", pid, settings.state / "logs/mlflow.log")
 
 
@@ -310,7 +325,7 @@ def start_prefect(settings: Settings, info: dict) -> None:
     env = prefect_env(settings, info)
     env.pop("PREFECT_API_URL")  # the server itself
     cmd = [tool("prefect"), "server", "start", "--host", HOST, "--port", str(port), "--analytics-off"]
-    pid = spawn("prefect", cmd, env, settings)
+    pid = spawn("prefect", cmd, env, settings, "prefect")
     wait_until(lambda: http_ok(f"http://{HOST}:{port}/api/health"), "prefect server", pid,
                settings.state / "logs/prefect.log")
 
@@ -322,7 +337,7 @@ def start_prefect_worker(settings: Settings, info: dict) -> None:
     if made.returncode != 0:
         raise StackError(f"prefect work-pool create {pool} failed: {(made.stderr or made.stdout).strip()[-300:]}")
     cmd = [tool("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--name", "texpress-local"]
-    pid = spawn("prefect-worker", cmd, env, settings)
+    pid = spawn("prefect-worker", cmd, env, settings, "prefect")
     api = client_env(info)["PREFECT_API_URL"]
     wait_until(lambda: any(w.get("status") == "ONLINE" for w in prefect_workers(api, pool)), "prefect worker",
                pid, settings.state / "logs/prefect-worker.log")
@@ -350,7 +365,7 @@ def start_ray(settings: Settings, info: dict) -> None:
     if settings.ray_object_store_bytes:
         cmd += ["--object-store-memory", str(settings.ray_object_store_bytes)]
     # the Ray workers inherit this environment: MLflow, S3 and credentials reach the training
-    pid = spawn("ray", cmd, service_env(info, RAY_USAGE_STATS_ENABLED="0"), settings)
+    pid = spawn("ray", cmd, service_env(info, RAY_USAGE_STATS_ENABLED="0"), settings, "ray")
     wait_until(lambda: tcp_ok(p["ray"]) and _ray_node_ready(settings), "ray head", pid,
                settings.state / "logs/ray.log")
 

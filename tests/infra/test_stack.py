@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import signal
 import shutil
 import socket
 import subprocess
@@ -38,6 +40,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -79,6 +86,31 @@ def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path):
     r = stack("status", env, timeout=120)
     assert r.returncode == 1 and r.stdout.strip() == f"no stack in {state}"
     assert stack("down", env, timeout=120).stdout.strip() == "stopped: nothing was running"
+
+
+def start_ticks(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def test_down_stops_only_the_processes_up_recorded(tmp_path):
+    """A pid file whose process was replaced (same pid, another start time) is left alone; a recorded
+    process group is stopped, children included."""
+    run_dir = tmp_path / "state" / "run"
+    run_dir.mkdir(parents=True)
+    ours = subprocess.Popen(["bash", "-c", "sleep 300 & sleep 300 & wait"], start_new_session=True)
+    try:
+        (run_dir / "s3.pid").write_text(f"{ours.pid} {start_ticks(ours.pid)}\n")
+        (run_dir / "ray.pid").write_text(f"{os.getpid()} 1\n")  # this pid now belongs to the test itself
+        env = {**os.environ, "TEXPRESS_STACK_DIR": str(tmp_path / "state"), "PYTHON": sys.executable}
+        r = stack("down", env, timeout=120)
+        assert r.returncode == 0 and r.stdout.strip() == "stopped: s3"
+        assert ours.wait(timeout=30) != 0
+        children = subprocess.run(["pgrep", "-g", str(ours.pid)], capture_output=True, text=True).stdout.split()
+        assert children == [] and not list(run_dir.iterdir())
+    finally:
+        if ours.poll() is None:
+            os.killpg(ours.pid, 9)
+            ours.wait()
 
 
 TINY_PARAMS = """\
@@ -160,9 +192,8 @@ def register_and_load(run_id: str, uri: str, model_file: Path) -> None:
 
 @pytest.mark.heavy
 def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
-    for tool in ("git",):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
     state = Path(tempfile.mkdtemp(prefix="txs-", dir="/tmp"))  # short: Ray's socket paths
     base = isolated_dvc_env(tmp_path, TEXPRESS_STACK_DIR=str(state), TEXPRESS_STACK_FREE_PORTS="1",
                             TEXPRESS_STACK_RAY_CPUS="2", TEXPRESS_STACK_RAY_OBJECT_STORE_MB="150",
@@ -201,12 +232,17 @@ def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
         assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "mlflow.db").exists()
         register_and_load(run_id, env["MLFLOW_TRACKING_URI"], out / "model.ckpt")
 
+        # a service that died is reported, and `down` still stops the others
+        worker = int((state / "run" / "prefect-worker.pid").read_text().split()[0])
+        os.killpg(worker, signal.SIGKILL)
+        r = stack("status", base)
+        assert r.returncode == 1 and re.search(r"^prefect-worker +stopped", r.stdout, re.M), r.stdout
         r = stack("down", base)
         stopped = True
-        assert r.returncode == 0 and r.stdout.strip() == "stopped: ray, prefect-worker, prefect, mlflow, s3"
+        assert r.returncode == 0 and r.stdout.strip() == "stopped: ray, prefect, mlflow, s3"
         assert processes_mentioning(str(state)) == []
         info = json.loads((state / "stack.json").read_text())
-        assert not any(socket.socket().connect_ex(("127.0.0.1", p)) == 0 for p in info["ports"].values())
+        assert not [p for p in info["ports"].values() if listening(p)]
     finally:
         if not stopped:
             stack("down", base)
