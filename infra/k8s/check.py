@@ -5,8 +5,9 @@
 - RayCluster and RayJob: against KubeRay's CRD schemas (schemas/*.json, the openAPIV3Schema of
   ray-project/kuberay v1.7.0, see the $comment in each file), made strict the same way.
 - This project's rules: no Secret in the manifests (credentials are created by hand), only the
-  Secrets and keys docs/deploy.md tells to create, every pod non-root, images tagged, ConfigMaps
-  and RayClusters that references name exist, Services that select pods, sane autoscaling bounds.
+  Secrets and keys docs/deploy.md tells to create, Ray's token authentication on, every pod
+  non-root, images tagged, ConfigMaps and RayClusters that references name exist, Services that
+  select pods, sane autoscaling bounds.
 
     python infra/k8s/check.py [OVERLAY_DIR...]        (default: every folder in infra/k8s/overlays)
 
@@ -28,7 +29,7 @@ CRD_SCHEMAS = {("ray.io/v1", "RayCluster"): HERE / "schemas" / "raycluster-ray-v
                ("ray.io/v1", "RayJob"): HERE / "schemas" / "rayjob-ray-v1.json"}
 # the Secrets docs/deploy.md creates, and their keys
 SECRETS = {"texpress-s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
-           "mlflow-db": {"backend-store-uri"}, "prefect-db": {"connection-url"}}
+           "mlflow-db": {"backend-store-uri"}, "prefect-db": {"connection-url"}, "ray-auth-token": {"auth_token"}}
 
 
 class CheckError(Exception):
@@ -160,6 +161,9 @@ def project_errors(docs: list[dict], tagged: bool = True) -> list[str]:
             if wanted not in clusters:
                 errors.append(f"{name_of(doc)}: clusterSelector names RayCluster {wanted!r}, not in the manifests")
         if doc.get("kind") == "RayCluster":
+            auth = doc["spec"].get("authOptions") or {}
+            if auth.get("mode", "token") != "token" or auth.get("secretName") not in SECRETS:
+                errors.append(f"{name_of(doc)}: Ray token authentication must be on, with a Secret of docs/deploy.md")
             for g in doc["spec"].get("workerGroupSpecs", []):
                 lo, n, hi = g.get("minReplicas", 0), g.get("replicas", 0), g.get("maxReplicas", 2**31)
                 if not lo <= n <= hi:
