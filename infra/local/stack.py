@@ -5,7 +5,7 @@ services as on a cluster (docs/deploy.md).
     python infra/local/stack.py up|down|status      (infra/local/stack.sh wraps it)
 
 Everything lives under one state folder ($TEXPRESS_STACK_DIR, default ./.stack): one data folder per
-service, a pid file and a log per process, `stack.json` (ports, credentials, pids) and `stack.env`,
+service, a pid file and a log per process, `stack.json` (ports, buckets, credentials) and `stack.env`,
 the environment to `source`. Each process is started in its own session, so `down` stops exactly
 the process groups that `up` started (checked against the start time in the pid file) and nothing
 else. Ports come from TEXPRESS_STACK_*_PORT, or free ones with TEXPRESS_STACK_FREE_PORTS=1; a port
@@ -39,7 +39,6 @@ PORTS = {"s3": ("TEXPRESS_STACK_S3_PORT", 9000), "mlflow": ("TEXPRESS_STACK_MLFL
 RAY_EXTRA_PORTS = ("dashboard-port", "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                    "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
 PROCESSES = ("s3", "mlflow", "prefect", "prefect-worker", "ray")  # start order; stopped in reverse
-START_TIMEOUT_S = float(os.environ.get("TEXPRESS_STACK_START_TIMEOUT", "180"))
 STOP_TIMEOUT_S = 20.0
 
 
@@ -55,17 +54,27 @@ class Settings:
     ray_object_store_bytes: int | None
     buckets: tuple[str, ...]
     pool: str
+    start_timeout_s: float
 
     @classmethod
     def from_env(cls) -> "Settings":
         env = os.environ
-        store = env.get("TEXPRESS_STACK_RAY_OBJECT_STORE_MB")
+        store = number("TEXPRESS_STACK_RAY_OBJECT_STORE_MB", 0)
         return cls(state=Path(env.get("TEXPRESS_STACK_DIR", ".stack")).resolve(),
                    free_ports=env.get("TEXPRESS_STACK_FREE_PORTS", "0").lower() in ("1", "true", "yes"),
-                   ray_cpus=int(env.get("TEXPRESS_STACK_RAY_CPUS", os.cpu_count() or 1)),
-                   ray_object_store_bytes=int(store) * 1024 * 1024 if store else None,
+                   ray_cpus=int(number("TEXPRESS_STACK_RAY_CPUS", os.cpu_count() or 1)),
+                   ray_object_store_bytes=int(store * 1024 * 1024) or None,
                    buckets=tuple(env.get("TEXPRESS_STACK_BUCKETS", "texpress-dvc texpress-data").split()),
-                   pool=env.get("TEXPRESS_STACK_POOL", "texpress-process"))
+                   pool=env.get("TEXPRESS_STACK_POOL", "texpress-process"),
+                   start_timeout_s=number("TEXPRESS_STACK_START_TIMEOUT", 180))
+
+
+def number(var: str, default: float) -> float:
+    text = os.environ.get(var)
+    try:
+        return float(text) if text else default
+    except ValueError:
+        raise StackError(f"{var} must be a number, got {text!r}") from None
 
 
 # ---------------------------------------------------------------- ports and processes
@@ -92,7 +101,7 @@ def choose_ports(free: bool) -> dict[str, int]:
     """Service ports (checked free, distinct); in free mode also Ray's extra listeners."""
     ports: dict[str, int] = {}
     for name, (var, default) in PORTS.items():
-        ports[name] = free_port() if free else int(os.environ.get(var, default))
+        ports[name] = free_port() if free else int(number(var, default))
     if free:
         ports.update({f"ray_{k}": free_port() for k in RAY_EXTRA_PORTS})
     if len(set(ports.values())) != len(ports):
@@ -104,23 +113,28 @@ def choose_ports(free: bool) -> dict[str, int]:
     return ports
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc), to tell it from a reused pid."""
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat after the command name: state, ppid, pgrp, ... (None when there is no such pid)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, to tell it from a reused pid."""
+    stat = _stat(pid)
+    return stat[19] if stat else None
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Some process of group pgid still runs (zombies, which nobody may reap here, do not count)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(entry.name)
+            if stat and stat[2] == str(pgid) and stat[0] != "Z":
+                return True
+    return False
 
 
 def spawn(name: str, cmd: list[str], env: dict[str, str], settings: Settings, folder: str) -> int:
@@ -145,9 +159,9 @@ def recorded_pid(settings: Settings, name: str) -> int | None:
         return None
     pid = int(pid_text)
     current = _start_ticks(pid)
-    if current is not None:
-        return pid if current == ticks else None
-    return pid if group_alive(pid) else None  # the leader exited, its children may not have
+    if current is not None and current != ticks:
+        return None
+    return pid if group_alive(pid) else None
 
 
 def _leader_alive(pid: int) -> bool:
@@ -155,10 +169,8 @@ def _leader_alive(pid: int) -> bool:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def _wait(condition, seconds: float) -> bool:
@@ -240,15 +252,16 @@ def health(info: dict) -> dict[str, bool]:
     }
 
 
-def wait_until(check, what: str, pid: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def wait_until(check, what: str, pid: int, settings: Settings, log_name: str) -> None:
+    log = settings.state / "logs" / f"{log_name}.log"
+    deadline = time.monotonic() + settings.start_timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         if not group_alive(pid):
             raise StackError(f"{what} exited during start-up; see {log}")
         time.sleep(0.5)
-    raise StackError(f"{what} not healthy after {START_TIMEOUT_S:.0f} s; see {log}")
+    raise StackError(f"{what} not healthy after {settings.start_timeout_s:.0f} s; see {log}")
 
 
 # ---------------------------------------------------------------- the services
@@ -295,7 +308,7 @@ def start_s3(settings: Settings, info: dict) -> None:
     port = info["ports"]["s3"]
     (settings.state / "s3").mkdir(exist_ok=True)
     pid = spawn("s3", [tool("moto_server"), "-H", HOST, "-p", str(port)], service_env(info), settings, "s3")
-    wait_until(lambda: s3_ok(info, with_buckets=False), "s3 (moto)", pid, settings.state / "logs/s3.log")
+    wait_until(lambda: s3_ok(info, with_buckets=False), "s3 (moto)", pid, settings, "s3")
     import boto3
 
     client = boto3.client("s3", endpoint_url=f"http://{HOST}:{port}", region_name=REGION,
@@ -312,7 +325,7 @@ def start_mlflow(settings: Settings, info: dict) -> None:
            "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
            "--serve-artifacts", "--artifacts-destination", str(data / "artifacts")]
     pid = spawn("mlflow", cmd, service_env(info), settings, "mlflow")
-    wait_until(lambda: http_ok(f"http://{HOST}:{port}/health"), "mlflow", pid, settings.state / "logs/mlflow.log")
+    wait_until(lambda: http_ok(f"http://{HOST}:{port}/health"), "mlflow", pid, settings, "mlflow")
 
 
 def prefect_env(settings: Settings, info: dict) -> dict[str, str]:
@@ -326,8 +339,7 @@ def start_prefect(settings: Settings, info: dict) -> None:
     env.pop("PREFECT_API_URL")  # the server itself
     cmd = [tool("prefect"), "server", "start", "--host", HOST, "--port", str(port), "--analytics-off"]
     pid = spawn("prefect", cmd, env, settings, "prefect")
-    wait_until(lambda: http_ok(f"http://{HOST}:{port}/api/health"), "prefect server", pid,
-               settings.state / "logs/prefect.log")
+    wait_until(lambda: http_ok(f"http://{HOST}:{port}/api/health"), "prefect server", pid, settings, "prefect")
 
 
 def start_prefect_worker(settings: Settings, info: dict) -> None:
@@ -340,7 +352,7 @@ def start_prefect_worker(settings: Settings, info: dict) -> None:
     pid = spawn("prefect-worker", cmd, env, settings, "prefect")
     api = client_env(info)["PREFECT_API_URL"]
     wait_until(lambda: any(w.get("status") == "ONLINE" for w in prefect_workers(api, pool)), "prefect worker",
-               pid, settings.state / "logs/prefect-worker.log")
+               pid, settings, "prefect-worker")
 
 
 def ray_temp_dir(settings: Settings) -> Path:
@@ -366,8 +378,7 @@ def start_ray(settings: Settings, info: dict) -> None:
         cmd += ["--object-store-memory", str(settings.ray_object_store_bytes)]
     # the Ray workers inherit this environment: MLflow, S3 and credentials reach the training
     pid = spawn("ray", cmd, service_env(info, RAY_USAGE_STATS_ENABLED="0"), settings, "ray")
-    wait_until(lambda: tcp_ok(p["ray"]) and _ray_node_ready(settings), "ray head", pid,
-               settings.state / "logs/ray.log")
+    wait_until(lambda: tcp_ok(p["ray"]) and _ray_node_ready(settings), "ray head", pid, settings, "ray")
 
 
 def _ray_node_ready(settings: Settings) -> bool:
@@ -450,8 +461,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in ("up", "down", "status"):
         print("usage: stack.sh up|down|status   (state: $TEXPRESS_STACK_DIR, default ./.stack)", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         if argv[0] == "up":
             up(settings)
             _, lines = status(settings)
