@@ -376,7 +376,8 @@ def start_ray(settings: Settings, info: dict) -> None:
     cmd += [f"--{k}={p[f'ray_{k}']}" for k in RAY_EXTRA_PORTS if f"ray_{k}" in p]
     if settings.ray_object_store_bytes:
         cmd += ["--object-store-memory", str(settings.ray_object_store_bytes)]
-    # the Ray workers inherit this environment: MLflow, S3 and credentials reach the training
+    # Ray turns 127.0.0.1 into the host's address for its node and binds its GCS and raylet to every
+    # interface (hence token auth); the Ray workers inherit this environment (MLflow, S3, credentials)
     pid = spawn("ray", cmd, service_env(info, RAY_USAGE_STATS_ENABLED="0"), settings, "ray")
     wait_until(lambda: tcp_ok(p["ray"]) and _ray_node_ready(settings), "ray head", pid, settings, "ray")
 
