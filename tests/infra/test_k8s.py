@@ -44,7 +44,7 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_every_manifest_validates(rendered, overlay):
     docs = rendered[overlay]
-    assert [e for d in docs for e in check.schema_errors(d)] == []
+    assert [e for d in docs for e in check.schema_errors(d) + check.kuberay_errors(d)] == []
     assert check.project_errors(docs) == []
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {OVERLAYS[overlay]}
 
@@ -95,6 +95,12 @@ def test_schemas_and_rules_catch_mistakes(rendered):
     job = copy.deepcopy(by_kind(docs, "RayJob")["texpress-train"])
     job["spec"]["backoffLimit"] = "never"
     assert check.schema_errors(job)
+    retried = copy.deepcopy(by_kind(docs, "RayJob")["texpress-bulk-compress"])
+    retried["spec"]["backoffLimit"] = 2  # valid for the schema, refused by KubeRay with a clusterSelector
+    assert check.schema_errors(retried) == [] and check.kuberay_errors(retried)
+    long_name = copy.deepcopy(cluster)
+    long_name["metadata"]["name"] = "texpress-" + "x" * 60
+    assert check.kuberay_errors(long_name)
     deployment = copy.deepcopy(by_kind(docs, "Deployment")["mlflow"])
     deployment["spec"]["replicas"] = "two"
     assert check.schema_errors(deployment)
