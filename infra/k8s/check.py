@@ -8,9 +8,9 @@
   ValidateRayJobSpec of ray-operator/controllers/ray/utils/validation.go, v1.7.0): names, replica
   bounds, token auth needs Ray >= 2.52, a RayJob on an existing cluster has no backoffLimit, ...
 - This project's rules: no Secret in the manifests (credentials are created by hand), only the
-  Secrets and keys docs/deploy.md tells to create, Ray's token authentication on, every pod
-  non-root, images tagged, ConfigMaps and RayClusters that references name exist, Services that
-  select pods, sane autoscaling bounds.
+  Secrets and keys docs/deploy.md tells to create, no credential in a ConfigMap or a literal env
+  value, Ray's token authentication on, every pod non-root, images tagged, ConfigMaps and
+  RayClusters that references name exist, Services that select pods, replicas within bounds.
 
     python infra/k8s/check.py [OVERLAY_DIR...]        (default: every folder in infra/k8s/overlays)
 
@@ -34,6 +34,10 @@ CRD_SCHEMAS = {("ray.io/v1", "RayCluster"): HERE / "schemas" / "raycluster-ray-v
 # the Secrets docs/deploy.md creates, and their keys
 SECRETS = {"texpress-s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
            "mlflow-db": {"backend-store-uri"}, "prefect-db": {"connection-url"}, "ray-auth-token": {"auth_token"}}
+
+
+CREDENTIAL_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
+USERINFO = re.compile(r"://[^/@\s]+:[^/@\s]+@")  # scheme://user:password@host
 
 
 class CheckError(Exception):
@@ -206,6 +210,12 @@ def project_errors(docs: list[dict], tagged: bool = True) -> list[str]:
     errors = [f"{name_of(d)}: Secrets are created by hand, never kept in the manifests"
               for d in docs if d.get("kind") == "Secret"]
     config_maps = {d["metadata"]["name"] for d in docs if d.get("kind") == "ConfigMap"}
+    for d in docs:  # credentials in plain text: ConfigMap values or literal env values
+        pairs = list(((d.get("data") or {}) if d.get("kind") == "ConfigMap" else {}).items())
+        pairs += [(e["name"], e["value"]) for envs in _walk(d, "env") for e in envs
+                  if isinstance(e, dict) and "value" in e]
+        errors += [f"{name_of(d)}: {k} holds a credential; read it from a Secret" for k, v in pairs
+                   if CREDENTIAL_NAME.search(k) or USERINFO.search(str(v))]
     clusters = {d["metadata"]["name"] for d in docs if d.get("kind") == "RayCluster"}
     for doc in docs:
         errors += _pod_rules(doc, tagged)

@@ -113,6 +113,9 @@ def test_schemas_and_rules_catch_mistakes(rendered):
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "texpress-s3"},
               "stringData": {"AWS_SECRET_ACCESS_KEY": "x"}}
     assert broken(lambda d: d.append(secret))
+    assert broken(lambda d: by_kind(d, "ConfigMap")["texpress-config"]["data"].update(AWS_SECRET_ACCESS_KEY="x"))
+    assert broken(lambda d: by_kind(d, "Deployment")["mlflow"]["spec"]["template"]["spec"]["containers"][0]["env"]
+                  .append({"name": "MLFLOW_BACKEND_STORE_URI", "value": "postgresql://u:p@db/mlflow"}))
     assert broken(lambda d: by_kind(d, "RayCluster")["texpress"]["spec"].pop("authOptions"))
     assert broken(lambda d: by_kind(d, "RayCluster")["texpress"]["spec"]["workerGroupSpecs"][1].update(replicas=99))
     assert broken(lambda d: by_kind(d, "RayJob")["texpress-train"]["spec"].update(
