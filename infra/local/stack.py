@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -410,7 +411,7 @@ def write_private(path: Path, text: str) -> None:
 
 def env_file_text(info: dict) -> str:
     lines = ["# written by infra/local/stack.sh up; `source` it (credentials are this stack's own)"]
-    lines += [f"export {k}={v}" for k, v in client_env(info).items()]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in client_env(info).items()]
     return "\n".join(lines) + "\n"
 
 

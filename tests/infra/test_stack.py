@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import shutil
 import socket
@@ -48,24 +49,28 @@ def listening(port: int) -> bool:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of `export NAME=VALUE` lines, values as the shell reads them."""
     out = {}
     for line in path.read_text().splitlines():
         if line.startswith("export "):
             k, v = line[len("export "):].split("=", 1)
-            out[k] = v
+            out[k] = " ".join(shlex.split(v))
     return out
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line holds `text` (the stack's state folder appears in every service's)."""
+def processes_of(state: Path) -> list[int]:
+    """Pids that run in the stack's state folder or name it on their command line (every service
+    starts in its own folder there; Ray's processes name their session folder)."""
     found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
             try:
-                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(proc.name))
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
+            if str(state) in cmdline or cwd == str(state) or cwd.startswith(f"{state}/"):
+                found.append(int(proc.name))
     return found
 
 
@@ -82,7 +87,7 @@ def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path):
     assert r.stderr.strip().splitlines() == [
         f"error: port {ports['TEXPRESS_STACK_MLFLOW_PORT']} (mlflow) on 127.0.0.1 is already in use; "
         "set TEXPRESS_STACK_MLFLOW_PORT to another port"]
-    assert not state.exists() and not processes_mentioning(str(state))
+    assert not state.exists() and not processes_of(state)
     r = stack("status", env, timeout=120)
     assert r.returncode == 1 and r.stdout.strip() == f"no stack in {state}"
     assert stack("down", env, timeout=120).stdout.strip() == "stopped: nothing was running"
@@ -241,7 +246,7 @@ def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
         r = stack("down", base)
         stopped = True
         assert r.returncode == 0 and r.stdout.strip() == "stopped: ray, prefect, mlflow, s3"
-        assert processes_mentioning(str(state)) == []
+        assert processes_of(state) == []
         info = json.loads((state / "stack.json").read_text())
         assert not [p for p in info["ports"].values() if listening(p)]
     finally:
