@@ -2,7 +2,9 @@
 
 Outputs: models/model.ckpt (ready for `texpress compress --model`), models/train_metrics.json
 (final validation bpp from the real bitstream, PSNR, MS-SSIM), models/train_curves.tsv and
-models/curves/*.png (rate, distortion and rate-distortion loss against iterations).
+models/curves/*.png (rate, distortion and rate-distortion loss against iterations). With
+registry.register_on_train the trained model is registered in the MLflow model registry right away
+(the `register` stage finds that version again by fingerprint).
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ def main() -> int:
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     out_console.print(summary_table(outcome))
+    return register(outcome)
+
+
+def register(outcome) -> int:
+    """Register the trained model when params say so (registry.register_on_train)."""
+    from texpress.params import load_params
+    from texpress.registry.config import RegistryConfig
+    from texpress.registry.register import register_checkpoint
+
+    try:
+        cfg = RegistryConfig.from_dict(load_params(PARAMS, "registry"))
+        if cfg.register_on_train:
+            r = register_checkpoint(outcome.model_path, tracking_uri=outcome.tracking_uri,
+                                    run_id=outcome.mlflow_run_id or None, cfg=cfg)
+            out_console.print(f"registered {r.name} version {r.version}", highlight=False)
+    except TexpressError as exc:
+        return fail(str(exc)).exit_code
     return 0
 
 

@@ -15,11 +15,15 @@ def build_app() -> typer.Typer:
     from texpress.codec import commands as codec_commands
     from texpress.data import commands as data_commands
     from texpress.evaluate import commands as evaluate_commands
+    from texpress.registry import commands as registry_commands
+    from texpress.registry.refs import install as install_model_uris
     from texpress.train import commands as train_commands
+
+    install_model_uris()  # models:/NAME@ALIAS wherever a checkpoint is read (texpress.codec.refs)
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="texpress: a learned image codec and the pipeline that trains and ships it.")
-    for layer in (codec_commands, train_commands, data_commands, evaluate_commands):
+    for layer in (codec_commands, train_commands, data_commands, evaluate_commands, registry_commands):
         layer.register(app)
     return app
 

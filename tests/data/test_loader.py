@@ -74,6 +74,24 @@ def test_train_loader_two_ranks_get_equal_epochs(dataset, num_workers):
     assert torch.equal(torch.stack(list(again)), firsts[0])
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resumed_stream_continues_the_same_sample_order(dataset, num_workers):
+    """start_step=s gives batches s, s+1, ... of the uninterrupted stream, across epoch boundaries."""
+    shards = list_shards(str(dataset), "train")
+
+    def stream(start: int):
+        loader = make_train_loader(shards, patch_size=64, batch_size=2, num_workers=num_workers, shuffle_buffer=4,
+                                   batches_per_epoch=3, seed=11, rank=1, world_size=2, start_step=start)
+        while True:
+            yield from loader
+
+    full = list(islice(stream(0), 8))
+    for start in (1, 2, 3, 5):
+        resumed = list(islice(stream(start), 8 - start))
+        assert all(torch.equal(a, b) for a, b in zip(full[start:], resumed, strict=True)), start
+    assert not torch.equal(full[0], full[3])
+
+
 def test_resampled_shards_are_partitioned_by_node_and_worker(monkeypatch):
     import webdataset as wds
 

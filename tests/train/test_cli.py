@@ -20,6 +20,10 @@ def texpress(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["--shards", "{shards}", "--params", "{tmp}/missing.yaml"], "missing.yaml: no such params file"),
     (["--shards", "{shards}", "--steps", "0"], "--steps must be at least 1"),
     (["--shards", "{shards}", "--from", "{tmp}/none.ckpt"], "none.ckpt: no such checkpoint file"),
+    (["--images", "{tmp}"], "--images needs --backend torch"),
+    (["--backend", "tpu", "--shards", "{shards}"], "--backend must be ray or torch"),
+    (["--backend", "torch", "--images", "{tmp}/nowhere"], "nowhere: no such folder of images"),
+    (["--backend", "torch", "--images", "{tmp}", "--shards", "{shards}"], "give one of --images"),
 ])
 def test_usage_errors_are_one_line(args, message, shards, tmp_path):
     args = [a.format(tmp=tmp_path, shards=shards) for a in args]

@@ -204,7 +204,7 @@ def test_steps_train_both_phases_and_reduce_the_loss():
 
 
 def test_warm_start_payloads(tmp_path):
-    from texpress.train.loop import STATE_FORMAT, read_init
+    from texpress.train.session import STATE_FORMAT, read_init
 
     model = build_model(get_preset("lite"), seed=3)
     save_checkpoint(model, tmp_path / "m.ckpt")
@@ -225,3 +225,31 @@ def test_warm_start_payloads(tmp_path):
 
     with pytest.raises(CheckpointError):
         read_init(tmp_path / "nothing.ckpt")
+
+
+def test_warm_up_and_a_fixed_lambda():
+    from texpress.train.session import make_rate_controller
+    from texpress.train.steps import warmup_factor
+
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    fixed = make_rate_controller(TrainConfig(fixed_lambda=0.2, target_bpp=0.3))
+    assert [fixed.update(bpp) for bpp in (2.0, 0.1, 0.5)] == [0.2, 0.2, 0.2]
+    control = make_rate_controller(TrainConfig(target_bpp=0.3))
+    assert [control.update(bpp) for bpp in (2.0, 0.1)] == [2.0, 2.0**-4]
+    with pytest.raises(ConfigError, match="fixed_lambda"):
+        TrainConfig(fixed_lambda=0)
+
+
+def test_bf16_autocast_steps_train_both_phases():
+    from texpress.train.session import open_session
+
+    cfg = TrainConfig(preset="lite", rd_steps=1, gan_steps=1)
+    s = open_session(cfg, device=torch.device("cpu"), data_seed=0)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    weights = lambda: torch.nn.utils.parameters_to_vector(s.t.codec.parameters()).detach().clone()  # noqa: E731
+    before = weights()
+    stats = [train_step(s.t, x, step, cfg, s.loss_fn, s.rate, amp=torch.bfloat16) for step in range(2)]
+    assert all(math.isfinite(v) for st in stats for v in st.values())
+    assert "loss_d" in stats[1] and next(s.t.codec.parameters()).dtype == torch.float32
+    assert torch.isfinite(weights()).all() and not torch.equal(before, weights())

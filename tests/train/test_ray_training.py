@@ -245,6 +245,8 @@ def test_rerun_after_the_driver_died_resumes_the_stored_run(local_ray, shards, t
     second = texpress("train", "--shards", str(shards), "--params", str(params), "--steps", "40",
                       "-o", str(tmp_path / "out"), env=env, cwd=tmp_path)
     assert "resumed at step" in second.stdout, second.stdout
+    for output in ((tmp_path / "first.log").read_text(), second.stdout + second.stderr):  # no Ray start-up noise
+        assert "PreemptionWatcher" not in output and "Creating initial MLflow database" not in output, output
     assert [d.name for d in (tmp_path / "ray").iterdir() if d.is_dir()] == [runs[0].name]  # the same run
     assert (runs[0] / ".texpress-complete").is_file()
     saved = json.loads((tmp_path / "out" / "train_metrics.json").read_text())
@@ -255,3 +257,19 @@ def test_rerun_after_the_driver_died_resumes_the_stored_run(local_ray, shards, t
     run = only_run(client)
     assert run.info.status == "FINISHED" and int(run.data.tags["resumed_from_step"]) >= 8
     assert torch.isfinite(load_model(tmp_path / "out" / "model.ckpt").generator.tail.weight).all()
+
+
+def test_a_run_that_fails_for_good_ends_failed_in_mlflow(local_ray, shards, tmp_path, monkeypatch):
+    """lr 1e30 diverges at step 2; with max_failures=0 that is final: TrainingError, and the MLflow
+    run (created by rank 0) ends FAILED with the reason as a tag."""
+    from texpress.train.trainer import TrainingError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, loader_cfg = small_configs(lr=1e30, rd_steps=6, gan_steps=0, workers=1, max_failures=0,
+                                    storage_path=str(tmp_path / "ray"))
+    with pytest.raises(TrainingError, match="non-finite"):
+        run_training(cfg, loader_cfg, shards, tmp_path / "out", run_name="diverged", tracking_dir=tmp_path)
+    run = only_run(mlflow_client(tmp_path))
+    assert run.info.status == "FAILED", run.info
+    assert "non-finite" in run.data.tags["failure_reason"] and run.data.tags["ray_run_name"] == "diverged"
+    assert not (tmp_path / "out" / "model.ckpt").exists()

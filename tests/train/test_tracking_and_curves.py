@@ -71,7 +71,7 @@ def test_validate_likelihoods_and_real_bitstream_agree():
     from texpress.codec.checkpoint import build_model
     from texpress.codec.config import get_preset
     from texpress.samples import sample_photos
-    from texpress.train.loop import image_grid, validate
+    from texpress.train.validation import image_grid, validate
 
     model = build_model(get_preset("lite"), seed=0)
     model.update(force=True)

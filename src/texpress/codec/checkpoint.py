@@ -65,8 +65,12 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw payload: format, config (dict), fingerprint, meta, state_dict."""
-    path = Path(path)
+    """The raw payload: format, config (dict), fingerprint, meta, state_dict.
+
+    `path` may also be a model URI (`models:/NAME@ALIAS`) once a resolver is installed (codec.refs)."""
+    from texpress.codec.refs import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

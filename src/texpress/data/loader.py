@@ -8,7 +8,9 @@ Training (`make_train_loader`): an endless stream of random 256x256 (patch_size)
     in [0, 1]. The WebLoader's `with_epoch(batches_per_epoch)` makes every rank's epoch exactly
     batches_per_epoch batches long, so no rank runs out before another. Workers persist across
     epochs; each epoch continues with fresh seeds (seed, epoch, rank, worker), so a run is
-    reproducible for a given seed, world size and worker count.
+    reproducible for a given seed, world size and worker count. `start_step` resumes that
+    stream: a run restored at step s gets the batches s, s+1, ... of the uninterrupted run (the
+    batches before it are skipped from the image headers, without decoding).
     Images whose shorter side is below patch_size are skipped, never padded (padding would
     teach the model and the discriminator borders that do not exist in photos); ingest with
     shard.min_side >= patch_size so that none are. If nothing but such images comes along,
@@ -112,6 +114,17 @@ def _decode(data: bytes, meta: dict[str, Any]):
     return im
 
 
+def _size(data: bytes, meta: dict[str, Any]) -> tuple[int, int]:
+    """(width, height) as _decode would give it, from the header only."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        if meta.get("exif_transpose") and im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees
+            w, h = h, w
+    return w, h
+
+
 def _to_rgb_array(im) -> np.ndarray:
     if im.mode not in ("RGB", "L", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
         from texpress.codec.imageio import normalise
@@ -180,7 +193,7 @@ class TrainStream(torch.utils.data.IterableDataset):
     """The per-worker pipeline (an IterableDataset); each __iter__ is one more epoch."""
 
     def __init__(self, urls: list[str], patch_size: int, batch_size: int, shuffle_buffer: int,
-                 seed: int, rank: int, world_size: int) -> None:
+                 seed: int, rank: int, world_size: int, start_epoch: int = 0, skip_batches: int = 0) -> None:
         self.urls = list(urls)
         self.patch_size = patch_size
         self.batch_size = batch_size
@@ -188,28 +201,43 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.epoch = -1  # counted where the iteration runs (workers persist across epochs)
+        self.start_epoch = start_epoch
+        self.skip_batches = skip_batches  # of this rank's batches in start_epoch (a resumed run)
+        self.epoch = start_epoch - 1  # counted where the iteration runs (workers persist across epochs)
 
     def __iter__(self):
-        import webdataset as wds
         from webdataset.filters import _batched, _shuffle
 
         self.epoch += 1
         worker, num_workers = _worker()
+        skip = 0
+        if self.epoch == self.start_epoch and self.skip_batches:
+            # The DataLoader takes batch i of an epoch from its worker i % W, starting at worker 0:
+            # resumed at batch s, its worker k plays the part of worker (k + s) % W and skips the
+            # batches that worker had delivered before s.
+            worker = (worker + self.skip_batches) % num_workers
+            skip = len(range(worker, self.skip_batches, num_workers)) * self.batch_size
         rng = random.Random(_seed(self.seed, self.epoch, self.rank, worker))
         urls = resampled_shards(self.urls, self.seed, self.epoch)
         urls = split_by_node(urls, self.rank, self.world_size)
-        urls = wds.split_by_worker(urls)
+        urls = islice(urls, worker, None, num_workers) if num_workers > 1 else urls  # wds.split_by_worker
         samples = _shard_samples(u["url"] for u in urls)
         samples = _shuffle(samples, bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)
-        crops = self._crops(samples, rng)
+        crops = self._crops(samples, rng, skip)
         return _batched(crops, self.batch_size, collation_fn=_collate, partial=False)
 
-    def _crops(self, samples, rng: random.Random) -> Iterator[np.ndarray]:
+    def _crops(self, samples, rng: random.Random, skip: int = 0) -> Iterator[np.ndarray]:
+        """Random crops; the first `skip` are drawn (same random numbers) but not decoded or yielded."""
         p = self.patch_size
         skipped = 0
         for sample in samples:
             data, meta = _image_bytes(sample)
+            if skip:
+                w, h = _size(data, meta)
+                if w >= p and h >= p:
+                    rng.randrange(w - p + 1), rng.randrange(h - p + 1), rng.random()
+                    skip -= 1
+                continue
             im = _decode(data, meta)
             w, h = im.size
             if w < p or h < p:
@@ -228,8 +256,11 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 def make_train_loader(shards: list[str], *, patch_size: int, batch_size: int, num_workers: int = 2,
                       shuffle_buffer: int = 256, batches_per_epoch: int, seed: int = 0,
-                      rank: int | None = None, world_size: int | None = None):
-    """Endless random crops, exactly `batches_per_epoch` batches of (B, 3, P, P) float32 per epoch."""
+                      rank: int | None = None, world_size: int | None = None, start_step: int = 0):
+    """Endless random crops, exactly `batches_per_epoch` batches of (B, 3, P, P) float32 per epoch.
+
+    start_step: continue the stream of this seed at that batch (a resumed run sees the batches the
+    uninterrupted run would have seen)."""
     import webdataset as wds
 
     if not shards:
@@ -237,10 +268,32 @@ def make_train_loader(shards: list[str], *, patch_size: int, batch_size: int, nu
     if batches_per_epoch < 1 or batch_size < 1 or patch_size < 1:
         raise ValueError("patch_size, batch_size and batches_per_epoch must be positive")
     r, w = _resolve_rank(rank, world_size)
-    dataset = TrainStream(shards, patch_size, batch_size, shuffle_buffer, seed, r, w)
+    if start_step < 0:
+        raise ValueError("start_step must not be negative")
+    dataset = TrainStream(shards, patch_size, batch_size, shuffle_buffer, seed, r, w,
+                          start_epoch=start_step // batches_per_epoch, skip_batches=start_step % batches_per_epoch)
     loader = wds.WebLoader(dataset, batch_size=None, num_workers=num_workers,
                            persistent_workers=num_workers > 0, prefetch_factor=2 if num_workers > 0 else None)
-    return loader.with_epoch(batches_per_epoch).with_length(batches_per_epoch, silent=True)
+    loader = loader.with_epoch(batches_per_epoch).with_length(batches_per_epoch, silent=True)
+    offset = start_step % batches_per_epoch
+    return _FirstEpochCut(loader, batches_per_epoch - offset) if offset else loader
+
+
+class _FirstEpochCut:
+    """A loader whose first epoch is cut to the batches a resumed run has left of it."""
+
+    def __init__(self, loader, first: int) -> None:
+        self.loader = loader
+        self.first: int | None = first
+
+    def __iter__(self):
+        if self.first is None:
+            return iter(self.loader)
+        first, self.first = self.first, None
+        return islice(iter(self.loader), first)
+
+    def __len__(self) -> int:
+        return len(self.loader)
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -56,51 +56,96 @@ def summary_table(outcome) -> Any:
 
 
 def train_command(
-    shards: str = typer.Option(..., "--shards", help="Dataset folder (or URL) written by `texpress data ingest`."),
+    shards: Optional[str] = typer.Option(None, "--shards", help="Dataset folder (or URL) written by "
+                                         "`texpress data ingest`."),
     out: Path = typer.Option(..., "--output", "-o", help="Output folder: model.ckpt, train_metrics.json, "
                              "train_curves.tsv, curves/*.png."),
+    backend: str = typer.Option("ray", help="ray: Ray Train, multi-worker and multi-node; torch: one process "
+                                "on one GPU or the CPU, no Ray needed."),
+    images: Optional[Path] = typer.Option(None, help="--backend torch: a folder of training photos, decoded "
+                                          "once onto the device (instead of --shards)."),
+    val: Optional[Path] = typer.Option(None, help="--backend torch with --images: a folder of validation photos."),
     preset: Optional[str] = typer.Option(None, help="Model preset when training from scratch (hific, base, lite)."),
     steps: Optional[int] = typer.Option(None, help="Total steps, shared between the rate-distortion and the "
-                                        "adversarial phase in the params' proportion."),
+                                        "adversarial phase in the params' proportion (see --gan-steps)."),
+    gan_steps: Optional[int] = typer.Option(None, help="Steps of the adversarial phase, out of the total (0: none)."),
+    batch_size: Optional[int] = typer.Option(None, help="Crops per batch (per worker)."),
+    crop: Optional[int] = typer.Option(None, help="Side of the square training crops."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate of the codec."),
+    warmup: Optional[int] = typer.Option(None, help="Linear learning-rate warm-up steps."),
+    fixed_lambda: Optional[float] = typer.Option(None, "--lambda", help="A fixed lambda: loss lambda * bpp + d "
+                                                 "(default: HiFiC target-rate control)."),
+    target_bpp: Optional[float] = typer.Option(None, help="The rate control's target bpp."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="A checkpoint every N steps."),
+    seed: Optional[int] = typer.Option(None, help="Model initialisation, noise and data order."),
     workers: Optional[int] = typer.Option(None, help="Ray Train workers."),
     init_from: Optional[Path] = typer.Option(None, "--from", help="Warm start from this checkpoint (model.ckpt, "
                                              "a Ray checkpoint folder or train_state.pt)."),
     params: Optional[Path] = typer.Option(None, help="params.yaml whose `train` and `loader` sections are the "
                                           "defaults (default: ./params.yaml if present)."),
-    gpus_per_worker: Optional[float] = typer.Option(None, help="GPUs per worker (0: CPU)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, help="GPUs per Ray worker (0: CPU)."),
     run_name: Optional[str] = typer.Option(None, help="Ray run name; an unfinished run of that name is resumed "
                                            "(default: a hash of the configuration and data)."),
     storage_path: Optional[str] = typer.Option(None, help="Where Ray keeps runs and checkpoints "
                                                "(default: train.storage_path)."),
+    device: Optional[str] = typer.Option(None, help="--backend torch: cpu, cuda, cuda:N (default: cuda if any)."),
+    amp: bool = typer.Option(False, "--amp", help="--backend torch: bfloat16 autocast of the forward passes."),
+    time_limit: Optional[float] = typer.Option(None, help="--backend torch: stop after this many seconds with "
+                                               "a checkpoint (the same command continues)."),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="--backend torch: do not log to MLflow."),
 ) -> None:
-    """Train the codec on Ray Train (local Ray, or the cluster at $RAY_ADDRESS), tracked in MLflow."""
+    """Train the codec: on Ray Train (local Ray, or the cluster at $RAY_ADDRESS), or in this process
+    (--backend torch); tracked in MLflow."""
     from texpress.errors import ConfigError
-    from texpress.train.trainer import run_training
+    from texpress.train.config import with_options
 
+    if backend not in ("ray", "torch"):
+        raise ConfigError(f"--backend must be ray or torch, got {backend!r}")
+    torch_only = {"--images": images, "--val": val, "--device": device, "--time-limit": time_limit,
+                  "--amp": amp or None, "--no-mlflow": no_mlflow or None}
+    if backend == "ray":
+        given = [k for k, v in torch_only.items() if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]} needs --backend torch")
+        if shards is None:
+            raise ConfigError("--shards is required (or --backend torch with --images)")
     if params is not None and not params.is_file():
         raise ConfigError(f"{params}: no such params file")
     cfg, loader_cfg = load_configs(params)
-    changes: dict[str, Any] = {}
     if preset is not None:
         from texpress.codec.config import get_preset
 
         get_preset(preset)  # unknown names fail here with the list of presets
-        changes["preset"] = preset
+    changes: dict[str, Any] = {}
     if workers is not None:
         changes["workers"] = workers
     if gpus_per_worker is not None:
         changes["gpus_per_worker"] = gpus_per_worker
     if changes:
         cfg = cfg.replace(**changes)
-    if steps is not None:
-        cfg = cfg.with_total_steps(steps)
+    cfg, loader_cfg = with_options(cfg, loader_cfg, preset=preset, steps=steps, gan_steps=gan_steps, lr=lr,
+                                   warmup=warmup, fixed_lambda=fixed_lambda, target_bpp=target_bpp,
+                                   checkpoint_every=checkpoint_every, batch_size=batch_size, crop=crop, seed=seed)
     if init_from is not None and preset is not None:
         from texpress.console import warn
 
         warn("--preset is ignored with --from: the architecture comes from the checkpoint")
+    where = f"{cfg.workers} worker(s)" if backend == "ray" else "one process"
     err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial "
-                      f"steps, {cfg.workers} worker(s), patches {loader_cfg.patch_size}px x {loader_cfg.batch_size}",
+                      f"steps, {where}, patches {loader_cfg.patch_size}px x {loader_cfg.batch_size}",
                       highlight=False)
+    if backend == "torch":
+        from rich.text import Text
+
+        from texpress.train.single import summary_lines, train_single
+
+        outcome = train_single(cfg, loader_cfg, out, images=images, shards=shards, val=val, init_from=init_from,
+                               device=device, amp=amp, time_limit=time_limit, mlflow=not no_mlflow)
+        for line in summary_lines(outcome):
+            out_console.print(Text(line))
+        return
+    from texpress.train.trainer import run_training
+
     outcome = run_training(cfg, loader_cfg, shards, out, init_from=init_from, run_name=run_name,
                            storage_path=storage_path)
     out_console.print(summary_table(outcome))

@@ -30,9 +30,11 @@ class TrainConfig:
     lr, lr_aux, lr_disc: Adam learning rates of the codec, the entropy-bottleneck quantiles and D.
     lr_decay, lr_decay_at: the codec and D learning rates are multiplied by lr_decay once
         lr_decay_at of the current phase is done (HiFiC: 0.1 at half of each phase).
+    warmup_steps: the codec's learning rate rises linearly over the first warmup_steps steps (0: off).
     target_bpp, lambda_a, lambda_b: HiFiC rate control; lambda = lambda_a while the rate is above
         target_bpp, lambda_b below it. rate_ema: smoothing of the rate the decision looks at
-        (0 = the current batch, as HiFiC).
+        (0 = the current batch, as HiFiC). fixed_lambda: a constant lambda instead (the plain
+        rate-distortion loss fixed_lambda * bpp + d; null = rate control).
     k_m: weight of the MSE (0-255 scale). k_ms_ssim: weight of (1 - MS-SSIM), 0 = off.
     k_p, lpips_weights, lpips_net: LPIPS weight, a local weights file (never downloaded; null = off)
         and its backbone (alex, vgg, squeeze).
@@ -60,10 +62,12 @@ class TrainConfig:
     lr_disc: float = 1e-4
     lr_decay: float = 0.1
     lr_decay_at: float = 0.8
+    warmup_steps: int = 0
     target_bpp: float = 0.3
     lambda_a: float = 2.0
     lambda_b: float = 2.0**-4
     rate_ema: float = 0.0
+    fixed_lambda: float | None = None
     k_m: float = HIFIC_K_M
     k_ms_ssim: float = 0.0
     k_p: float = 1.0
@@ -83,8 +87,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        ints = ("rd_steps", "gan_steps", "workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints",
-                "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
+        ints = ("rd_steps", "gan_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
+                "keep_checkpoints", "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
@@ -99,6 +103,13 @@ class TrainConfig:
             if value < 0:
                 raise ConfigError(f"train.{name} must not be negative, got {value}")
             object.__setattr__(self, name, float(value))
+        if self.fixed_lambda is not None:
+            if isinstance(self.fixed_lambda, bool) or not isinstance(self.fixed_lambda, (int, float)) \
+                    or self.fixed_lambda <= 0:
+                raise ConfigError(f"train.fixed_lambda must be a positive number or null, got {self.fixed_lambda!r}")
+            object.__setattr__(self, "fixed_lambda", float(self.fixed_lambda))
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must not be negative, got {self.warmup_steps}")
         if self.rd_steps < 0 or self.gan_steps < 0 or self.rd_steps + self.gan_steps < 1:
             raise ConfigError("train.rd_steps + train.gan_steps must be at least 1 (neither negative)")
         for name in ("workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints", "val_every", "log_every"):
@@ -148,3 +159,31 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
+
+
+def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None, steps: int | None = None,
+                 gan_steps: int | None = None, lr: float | None = None, warmup: int | None = None,
+                 fixed_lambda: float | None = None, target_bpp: float | None = None,
+                 checkpoint_every: int | None = None, batch_size: int | None = None, crop: int | None = None,
+                 seed: int | None = None) -> tuple[TrainConfig, Any]:
+    """(TrainConfig, LoaderConfig) with the command-line overrides that are not None.
+
+    steps is the total; gan_steps (0: no adversarial phase) takes its share from it, else the
+    total is split in the proportion rd_steps : gan_steps."""
+    changes = {k: v for k, v in {"preset": preset, "lr": lr, "warmup_steps": warmup, "fixed_lambda": fixed_lambda,
+                                 "target_bpp": target_bpp, "checkpoint_every": checkpoint_every,
+                                 "seed": seed}.items() if v is not None}
+    if changes:
+        cfg = cfg.replace(**changes)
+    if gan_steps is not None:
+        total = steps if steps is not None else cfg.total_steps
+        if not 0 <= gan_steps < total:
+            raise ConfigError(f"--gan-steps must be at least 0 and below the total steps ({total}), got {gan_steps}")
+        cfg = cfg.replace(rd_steps=total - gan_steps, gan_steps=gan_steps)
+    elif steps is not None:
+        cfg = cfg.with_total_steps(steps)
+    loader_changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": crop, "seed": seed}.items()
+                      if v is not None}
+    if loader_changes:
+        loader_cfg = loader_cfg.replace(**loader_changes)
+    return cfg, loader_cfg

@@ -10,6 +10,9 @@ Works the same on one process and under DDP (models wrapped by ray.train.torch.p
 - the aux loss only reaches the entropy bottleneck's quantiles, which the codec's forward does
   not use (hence find_unused_parameters=True); their gradients are averaged by hand.
 - the batch rate that rate control sees is averaged over the ranks, so every rank uses the same lambda.
+
+`amp` (a dtype, e.g. torch.bfloat16) runs the codec's and D's forward passes under autocast; the
+losses are computed in float32 from their outputs.
 """
 
 from __future__ import annotations
@@ -50,10 +53,18 @@ def phase_lr_factor(step: int, *, start: int, length: int, decay: float, decay_a
     return decay if (step - start) >= decay_at * length else 1.0
 
 
-def _codec_factor(step: int, *, rd_steps: int, gan_steps: int, decay: float, decay_at: float) -> float:
+def warmup_factor(step: int, warmup: int) -> float:
+    """Linear warm-up over the first `warmup` steps of the run: (step + 1) / warmup, then 1."""
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def _codec_factor(step: int, *, rd_steps: int, gan_steps: int, decay: float, decay_at: float,
+                  warmup: int = 0) -> float:
     if step < rd_steps:
-        return phase_lr_factor(step, start=0, length=rd_steps, decay=decay, decay_at=decay_at)
-    return phase_lr_factor(step, start=rd_steps, length=gan_steps, decay=decay, decay_at=decay_at)
+        factor = phase_lr_factor(step, start=0, length=rd_steps, decay=decay, decay_at=decay_at)
+    else:
+        factor = phase_lr_factor(step, start=rd_steps, length=gan_steps, decay=decay, decay_at=decay_at)
+    return factor * warmup_factor(step, warmup)
 
 
 def _disc_factor(step: int, *, gan_steps: int, decay: float, decay_at: float) -> float:
@@ -96,13 +107,14 @@ class Trainables:
 
 
 def build_trainables(model: nn.Module, disc: nn.Module, cfg: TrainConfig) -> Trainables:
-    """Adam for the codec, the quantiles (aux) and D; LambdaLR decay within each phase."""
+    """Adam for the codec, the quantiles (aux) and D; LambdaLR warm-up and decay within each phase."""
     main, aux = split_parameters(model)
     opt_g = torch.optim.Adam(main, lr=cfg.lr)
     opt_aux = torch.optim.Adam(aux, lr=cfg.lr_aux)
     opt_d = torch.optim.Adam([p for p in unwrap(disc).parameters() if p.requires_grad], lr=cfg.lr_disc)
     sched_g = LambdaLR(opt_g, functools.partial(_codec_factor, rd_steps=cfg.rd_steps, gan_steps=cfg.gan_steps,
-                                                decay=cfg.lr_decay, decay_at=cfg.lr_decay_at))
+                                                decay=cfg.lr_decay, decay_at=cfg.lr_decay_at,
+                                                warmup=cfg.warmup_steps))
     sched_d = LambdaLR(opt_d, functools.partial(_disc_factor, gan_steps=cfg.gan_steps, decay=cfg.lr_decay,
                                                 decay_at=cfg.lr_decay_at))
     return Trainables(model, disc, main, aux, opt_g, opt_aux, opt_d, sched_g, sched_d)
@@ -139,17 +151,32 @@ def global_mean(value: torch.Tensor) -> torch.Tensor:
     return value[0]
 
 
+def autocast(x: torch.Tensor, amp: torch.dtype | None):
+    """Autocast to `amp` on x's device (a no-op context when amp is None)."""
+    return torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+
+def _float32(out: dict) -> dict:
+    """The codec's outputs in float32 (after an autocast forward pass)."""
+    return {**out, "x_hat": out["x_hat"].float(), "y_hat": out["y_hat"].float(),
+            "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
+
+
 def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: RateController, *,
-                   adversarial: bool, beta: float, clip_grad_norm: float) -> tuple[dict[str, float], dict]:
-    out = t.model(x)
+                   adversarial: bool, beta: float, clip_grad_norm: float,
+                   amp: torch.dtype | None = None) -> tuple[dict[str, float], dict]:
+    with autocast(x, amp):
+        out = t.model(x)
+    if amp is not None:
+        out = _float32(out)
     terms = loss_fn(out, x)
     lam = rate.update(float(global_mean(terms["bpp"])))
     loss_rd = lam * terms["bpp"] + terms["distortion"]
     loss_g = loss_rd
     stats: dict[str, float] = {}
     if adversarial:
-        with frozen(t.discriminator) as d:
-            fake = d(out["x_hat"], out["y_hat"].detach())
+        with frozen(t.discriminator) as d, autocast(x, amp):
+            fake = d(out["x_hat"], out["y_hat"].detach()).float()
         adv = generator_adversarial_loss(fake)
         loss_g = loss_rd + beta * adv
         stats["loss_adv"] = _f(adv)
@@ -168,11 +195,13 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
     return stats, out
 
 
-def discriminator_step(t: Trainables, x: torch.Tensor, out: dict, *, clip_grad_norm: float) -> dict[str, float]:
+def discriminator_step(t: Trainables, x: torch.Tensor, out: dict, *, clip_grad_norm: float,
+                       amp: torch.dtype | None = None) -> dict[str, float]:
     """One non-saturating D update on (x, y) vs (x', y), y = the quantized latent, detached."""
     x_hat = out["x_hat"].detach()
     y = out["y_hat"].detach()
-    logits = t.disc(torch.cat([x, x_hat]), torch.cat([y, y]))
+    with autocast(x, amp):
+        logits = t.disc(torch.cat([x, x_hat]), torch.cat([y, y])).float()
     real, fake = logits.chunk(2)
     loss_d = discriminator_loss(real, fake)
     t.opt_d.zero_grad(set_to_none=True)
@@ -202,13 +231,13 @@ def aux_step(t: Trainables) -> float:
 
 
 def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss_fn: CodecLoss,
-               rate: RateController) -> dict[str, float]:
+               rate: RateController, amp: torch.dtype | None = None) -> dict[str, float]:
     """Global step `step` (0-based): phase 1 below cfg.rd_steps, adversarial from there on."""
     adversarial = step >= cfg.rd_steps
     stats, out = generator_step(t, x, loss_fn, rate, adversarial=adversarial, beta=cfg.beta,
-                                clip_grad_norm=cfg.clip_grad_norm)
+                                clip_grad_norm=cfg.clip_grad_norm, amp=amp)
     if adversarial:
-        stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm))
+        stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm, amp=amp))
     stats["aux"] = aux_step(t)
     stats["lr"] = t.opt_g.param_groups[0]["lr"]
     t.sched_g.step()

@@ -8,6 +8,10 @@ no fluent global state in the Ray worker processes.
 Default store: `sqlite:///<working dir>/mlflow.db` with artifacts in `<working dir>/mlartifacts`;
 MLFLOW_TRACKING_URI selects another store or a server (start it with --serve-artifacts so workers
 on other machines do not write artifacts to their own disks).
+
+A run that fails for good ends FAILED (KILLED when interrupted) with the reason in the tag
+`failure_reason`; a resumed run is set back to RUNNING. `NullTracker` stands in where MLflow is not
+installed or not wanted (the single-process trainer): mlflow is only imported inside functions.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
+MAX_TAG_CHARS = 5000
+FAILURE_TAG = "failure_reason"
 
 
 def resolve_tracking(workdir: str | os.PathLike | None = None) -> tuple[str, str | None]:
@@ -33,8 +39,17 @@ def resolve_tracking(workdir: str | os.PathLike | None = None) -> tuple[str, str
     return f"sqlite:///{base / DEFAULT_DB}", (base / DEFAULT_ARTIFACTS).as_uri()
 
 
+def _quiet_store_setup() -> None:
+    """MLflow's sqlite store announces every table it creates on INFO: not news for a user."""
+    import logging
+
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def ensure_experiment(uri: str, name: str, artifact_location: str | None) -> str:
     """The id of experiment `name`, created (with its artifact location) when missing."""
+    _quiet_store_setup()
     from mlflow.entities import LifecycleStage
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -130,6 +145,68 @@ class RunLogger:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def resume(self, step: int) -> None:
+        """The run goes on after a restart: RUNNING again, tagged with the step it resumed at."""
+        self.client.update_run(self.run_id, status="RUNNING")
+        self.set_tags({"resumed_from_step": str(step)})
+
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
         self.client.set_terminated(self.run_id, status)
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        """End the run as FAILED (or KILLED) with `reason` in the failure_reason tag."""
+        try:
+            self.flush()
+        finally:
+            end_run(self.client, self.run_id, reason, status)
+
+
+def end_run(client, run_id: str, reason: str, status: str = "FAILED") -> None:
+    client.set_tag(run_id, FAILURE_TAG, reason[:MAX_TAG_CHARS])
+    client.set_terminated(run_id, status)
+
+
+def fail_active_runs(uri: str, experiment_id: str, tags: dict[str, str], reason: str,
+                     status: str = "FAILED") -> list[str]:
+    """End the RUNNING runs that carry all of `tags` as `status` with `reason` (the Ray driver's view:
+    its workers created the run, and only the driver knows the training failed for good)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    ended = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        if all(run.data.tags.get(k) == v for k, v in tags.items()):  # compared here: no quoting of paths
+            end_run(client, run.info.run_id, reason, status)
+            ended.append(run.info.run_id)
+    return ended
+
+
+class NullTracker:
+    """The tracker's interface, doing nothing: training without MLflow."""
+
+    run_id: str | None = None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_image(self, image, artifact_file: str) -> None:
+        pass
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        pass
+
+    def resume(self, step: int) -> None:
+        pass
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        pass

@@ -11,6 +11,11 @@
   marked complete and the next identical command trains a fresh run beside it.
 - Outputs: OUT/model.ckpt (ready-to-code), OUT/train_metrics.json, OUT/train_curves.tsv and
   OUT/curves/*.png, copied from the final Ray checkpoint, each written under a temporary name.
+- Failure: a training that fails beyond what FailureConfig recovers from ends its MLflow run
+  FAILED (KILLED on Ctrl-C) with the reason in the tag `failure_reason`; the same command run
+  again resumes it.
+- Quiet start-up: Ray Train's preemption watcher (it only reports node drains, which texpress does
+  not use) is left out; its actor's start-up warning reached every user's console.
 """
 
 from __future__ import annotations
@@ -28,10 +33,16 @@ from typing import Any
 from texpress.data.config import LoaderConfig
 from texpress.errors import InputError, TexpressError
 from texpress.train.config import TrainConfig
-from texpress.train.loop import CURVES_FILE, METRICS_FILE, MODEL_FILE
+from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE
 
 COMPLETE_MARKER = ".texpress-complete"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
+QUIET_RAY_TRAIN = {  # propagated by Ray Train from the driver to its controller and workers
+    # the structured worker logs echo every report (a dict per checkpoint); rank 0 prints the progress
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    # the PreemptionWatcher actor's start-up warning ("constructor arguments in the object store")
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
 
 
 class TrainingError(TexpressError):
@@ -113,7 +124,10 @@ def _start_ray(cfg: TrainConfig):
         return False, None
     address = os.environ.get(ENV_RAY_ADDRESS)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        # The job's actors get the address too: Ray Train's PlacementGroupCleaner looks the cluster
+        # up on its own and, with several Ray instances on one machine, died with a traceback.
+        env = {"env_vars": {ENV_RAY_ADDRESS: address}} if "://" not in address and address != "auto" else None
+        ray.init(address=address, log_to_driver=True, runtime_env=env)
         return True, None
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp_dir = tempfile.mkdtemp(prefix="tx-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
@@ -146,6 +160,18 @@ def _failure_message(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _end_mlflow_run(uri: str, experiment_id: str, tags: dict[str, str], reason: str, status: str) -> None:
+    """The stored run's MLflow run (rank 0 created it) ends `status` with the reason as a tag."""
+    from texpress.train.tracking import fail_active_runs
+
+    try:
+        fail_active_runs(uri, experiment_id, tags, reason, status)
+    except Exception as exc:  # the training error is what the user must see, not a tracking one
+        from texpress.train.stepper import say
+
+        say(f"warning: could not mark the MLflow run {status}: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
@@ -175,8 +201,9 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
 
     from texpress.data.loader import list_shards
     from texpress.data.manifest import dataset_version
-    from texpress.train.loop import read_init, train_loop_per_worker
+    from texpress.train.loop import train_loop_per_worker
     from texpress.train.losses import load_lpips
+    from texpress.train.session import read_init
     from texpress.train.tracking import ensure_experiment, git_commit, resolve_tracking
 
     started = time.perf_counter()
@@ -211,9 +238,8 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     if commit:
         tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
 
-    # Ray Train's structured worker logs echo every report (a dict per checkpoint) to the console;
-    # rank 0 prints the progress instead. Propagated from here to the controller and the workers.
-    os.environ.setdefault("RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING", "0")
+    for key, value in QUIET_RAY_TRAIN.items():
+        os.environ.setdefault(key, value)
     started_ray, ray_tmp = _start_ray(cfg)
     try:
         config: dict[str, Any] = {
@@ -236,10 +262,16 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
                 logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # progress comes from rank 0
             ),
         )
+        run_tags = {"ray_run_name": name, "ray_storage_path": storage}
         try:
             result = trainer.fit()
         except ray.train.TrainingFailedError as exc:
-            raise TrainingError(f"training failed: {_failure_message(exc)}") from None
+            reason = _failure_message(exc)
+            _end_mlflow_run(uri, experiment_id, run_tags, reason, "FAILED")
+            raise TrainingError(f"training failed: {reason}") from None
+        except KeyboardInterrupt:
+            _end_mlflow_run(uri, experiment_id, run_tags, "interrupted (Ctrl-C)", "KILLED")
+            raise
         if result.checkpoint is None or not result.metrics or not result.metrics.get("done"):
             raise TrainingError("training ended without a final checkpoint")
         metrics = dict(result.metrics)

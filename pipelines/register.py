@@ -1,0 +1,52 @@
+"""DVC stage `register`: register models/model.ckpt in the MLflow model registry and run the
+promotion gate (params: registry; docs/registry.md).
+
+Store: $MLFLOW_TRACKING_URI when set, else ./mlflow.db (artifacts in ./mlartifacts), where the train
+stage logged the run. The version carries the evaluate stage's numbers (reports/eval/summary.json)
+as eval.* tags; the gate evaluates it against @champion on registry.images (the test split) and
+moves the aliases. Writes reports/registry/decision.json: the version and the decision.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from texpress.console import fail, out_console, report_item_error
+from texpress.errors import TexpressError
+
+PARAMS = "params.yaml"
+MODEL = "models/model.ckpt"
+SUMMARY = "reports/eval/summary.json"
+OUT = Path("reports/registry/decision.json")
+
+
+def main() -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
+    from texpress.evaluate.report import write_json
+    from texpress.params import load_params
+    from texpress.registry.commands import print_decision
+    from texpress.registry.config import RegistryConfig
+    from texpress.registry.promote import promote
+    from texpress.registry.register import register_checkpoint
+
+    try:
+        cfg = RegistryConfig.from_dict(load_params(PARAMS, "registry"))
+        registered = register_checkpoint(MODEL, eval_summary=SUMMARY, cfg=cfg)
+        out_console.print(f"{'registered' if registered.created else 'already registered:'} {registered.name} "
+                          f"version {registered.version}", highlight=False)
+        record = {"registered": asdict(registered), "decision": None}
+        if cfg.promote:
+            decision = promote(registered.name, registered.version, cfg=cfg, on_error=report_item_error)
+            print_decision(decision)
+            record["decision"] = decision.to_dict()
+        write_json(OUT, record)
+    except TexpressError as exc:
+        return fail(str(exc)).exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

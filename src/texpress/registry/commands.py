@@ -1,0 +1,144 @@
+"""CLI commands of the registry layer: `texpress registry register | list | promote | pull`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from texpress.console import fail, out_console, report_item_error
+
+registry_app = typer.Typer(no_args_is_help=True, help="MLflow model registry: register versions, promote a "
+                           "challenger to @champion when it wins the gate, pull checkpoints.")
+
+URI_OPTION = typer.Option(None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
+                          "sqlite:///./mlflow.db).")
+PARAMS_OPTION = typer.Option(None, "--params", help="params.yaml whose registry: section configures the gate "
+                             "(default: ./params.yaml when present).")
+
+
+def _config(params: Optional[Path]):
+    from texpress.params import load_params
+    from texpress.registry.config import RegistryConfig
+
+    if params is None and Path("params.yaml").is_file():
+        params = Path("params.yaml")
+    return RegistryConfig.from_dict(load_params(params, "registry") if params else {})
+
+
+@registry_app.command("register")
+def register_command(
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Training run whose model/model.ckpt to register."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint file to register."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Registered model name (default: registry.name, "
+                                       "else texpress-<preset>)."),
+    eval_summary: Optional[Path] = typer.Option(None, "--eval-summary", help="summary.json of `texpress eval run` "
+                                                "on this checkpoint: eval.* tags."),
+    tracking_uri: Optional[str] = URI_OPTION,
+    params: Optional[Path] = PARAMS_OPTION,
+) -> None:
+    """Create a model version (pyfunc model + tags); a checkpoint already registered returns its version."""
+    from texpress.registry.register import register_checkpoint, register_run
+
+    if (run_id is None) == (checkpoint is None):
+        raise fail("give exactly one of --run-id and --checkpoint")
+    cfg = _config(params)
+    if run_id:
+        r = register_run(run_id, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
+    else:
+        r = register_checkpoint(checkpoint, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
+    verb = "registered" if r.created else "already registered:"
+    out_console.print(f"{verb} {r.name} version {r.version} (fingerprint {r.fingerprint}, run {r.run_id})",
+                      markup=False, soft_wrap=True)
+
+
+@registry_app.command("list")
+def list_command(
+    name: Optional[str] = typer.Argument(None, help="Registered model (default: every texpress model)."),
+    tracking_uri: Optional[str] = URI_OPTION,
+) -> None:
+    """Versions with their aliases, fingerprints and key metrics."""
+    from texpress.registry.listing import list_versions
+
+    rows = list_versions(name, tracking_uri)
+    t = Table(title="registered texpress models", title_justify="left")
+    for col in ("name", "version", "aliases", "fingerprint", "preset", "dec kMAC/px", "bpp", "PSNR", "MS-SSIM",
+                "texture", "BD-rate vs JPEG", "last decision"):
+        t.add_column(col, justify="right" if col in ("version", "dec kMAC/px", "bpp", "PSNR", "MS-SSIM", "texture",
+                                                     "BD-rate vs JPEG") else "left")
+    for r in rows:
+        t.add_row(*(escape(str(r[k])) for k in ("name", "version", "aliases", "fingerprint", "preset", "kmac", "bpp",
+                                                 "psnr", "ms_ssim", "texture", "bd_jpeg", "decision")))
+    out_console.print(t)
+    if not rows:
+        out_console.print("no versions", style="dim")
+
+
+@registry_app.command("promote")
+def promote_command(
+    name: str = typer.Argument(..., help="Registered model name."),
+    candidate: str = typer.Option(..., "--candidate", help="Version to promote."),
+    images: list[str] = typer.Option([], "--images", "-i", help="Evaluation set (files, folders, .tar shards; "
+                                     "default: registry.images). Repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log the decision; move no alias."),
+    tracking_uri: Optional[str] = URI_OPTION,
+    params: Optional[Path] = PARAMS_OPTION,
+) -> None:
+    """Evaluate the candidate against @champion side by side and move the aliases by the gate's verdict."""
+    from texpress.registry.promote import promote
+
+    decision = promote(name, candidate, tracking_uri=tracking_uri, cfg=_config(params), images=images or None,
+                       dry_run=dry_run, on_error=report_item_error)
+    print_decision(decision)
+
+
+def print_decision(d) -> None:
+    if d.checks:
+        t = Table(title=f"{d.name} v{d.candidate} against "
+                        f"{('v' + d.champion) if d.champion else 'the floors'}", title_justify="left")
+        for col in ("check", "value", "limit", "result", "how"):
+            t.add_column(col, justify="right" if col in ("value", "limit") else "left")
+        for c in d.checks:
+            t.add_row(c.name, "-" if c.value is None else f"{c.value:+.4g}",
+                      "-" if c.threshold is None else f"{c.threshold:g}", "pass" if c.passed else "FAIL",
+                      escape(c.note))
+        out_console.print(t)
+    after = d.aliases_after
+    moved = "would set" if d.dry_run else "set"
+    aliases = ", ".join(f"@{k} -> v{v}" for k, v in after.items() if v)
+    verdict = "promoted" if d.promoted else "not promoted"
+    out_console.print(f"{verdict}: {d.note}; {moved} {aliases or 'no alias'} (decision logged in run {d.run_id})",
+                      markup=False, soft_wrap=True)
+
+
+@registry_app.command("pull")
+def pull_command(
+    ref: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or models:/..."),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint file to write."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    tracking_uri: Optional[str] = URI_OPTION,
+) -> None:
+    """Write the checkpoint of a registered version to a plain file."""
+    import shutil
+
+    from texpress.codec.files import write_atomic
+    from texpress.registry.refs import PREFIX, resolve_checkpoint
+
+    if output.exists() and not force:
+        raise fail(f"{output} exists (use --force to overwrite)")
+    uri = ref if ref.startswith(PREFIX) else PREFIX + ref
+    path = resolve_checkpoint(uri, tracking_uri)
+    if (path.suffix == ".safetensors") == (output.suffix == ".safetensors"):
+        write_atomic(output, writer=lambda tmp: shutil.copyfile(path, tmp))
+    else:  # the other file format: re-save the same tensors (same fingerprint)
+        from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+
+        save_checkpoint(load_model(path), output, meta=read_checkpoint(path).get("meta"), update=False)
+    out_console.print(f"wrote {output} ({uri})", markup=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")

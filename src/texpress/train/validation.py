@@ -1,0 +1,133 @@
+"""Validation during training and the final outputs of a run, for both trainers.
+
+`validate` measures bpp, PSNR and MS-SSIM on the validation images (from the likelihoods, or from
+the real bitstream at the end); `log_validation` sends them and an originals-beside-
+reconstructions grid to the tracker; `write_final` writes the ready-to-code `model.ckpt` (entropy
+coder updated), `train_metrics.json`, `train_curves.tsv` and `curves/*.png` (when matplotlib is
+installed) into a folder and logs them as artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from texpress.train import curves
+from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE, Session
+
+
+@torch.no_grad()
+def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = False,
+             grid_images: int = 0) -> tuple[dict[str, float], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Mean bpp, PSNR and MS-SSIM over `items` (key, (1,3,H,W) in [0,1]).
+
+    bitstream=False: bpp from the likelihoods of the eval-mode forward pass (quantized latents, so
+    the reconstruction is what the decoder would produce). bitstream=True: real entropy coding of y
+    and z (needs an updated model) and decoding from the bytes. Inputs are padded (replicate) to a
+    multiple of 64 and the output is cropped back; bpp counts the bits over the original pixels."""
+    from texpress.codec.model import pad_to_multiple
+    from texpress.train.losses import MSE_255, bits_per_pixel, ms_ssim_any, psnr_from_mse_255
+
+    was_training = codec.training
+    codec.eval()
+    device = next(codec.parameters()).device
+    bpps, psnrs, msssims, pairs = [], [], [], []
+    try:
+        for _key, x in items:
+            x = x.to(device)
+            h, w = x.shape[-2:]
+            xp = pad_to_multiple(x)
+            if bitstream:
+                enc = codec.compress(xp)
+                nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
+                bpp = nbytes * 8 / (h * w)
+                x_hat = codec.decompress(enc["strings"], enc["shape"])["x_hat"]
+            else:
+                out = codec(xp)
+                bpp = float(bits_per_pixel(out["likelihoods"], h * w))
+                x_hat = out["x_hat"]
+            x_hat = x_hat[..., :h, :w].clamp(0, 1)
+            mse = float(F.mse_loss(x_hat, x)) * MSE_255
+            bpps.append(bpp)
+            psnrs.append(psnr_from_mse_255(mse))
+            msssims.append(float(ms_ssim_any(x_hat, x)))
+            if len(pairs) < grid_images:
+                pairs.append((x[0].cpu(), x_hat[0].cpu()))
+    finally:
+        codec.train(was_training)
+    n = max(1, len(bpps))
+    return {"bpp": sum(bpps) / n, "psnr": sum(psnrs) / n, "ms_ssim": sum(msssims) / n, "images": len(bpps)}, pairs
+
+
+def image_grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int = 256):
+    """Originals beside reconstructions, one pair per row, centre-cropped to side x side; uint8 HxWx3."""
+    from torchvision.transforms.functional import center_crop
+    from torchvision.utils import make_grid
+
+    tiles = []
+    for orig, recon in pairs:
+        s = min(side, *orig.shape[-2:])
+        tiles += [center_crop(orig, [s, s]), center_crop(recon, [s, s])]
+    s = min(t.shape[-1] for t in tiles)
+    tiles = [center_crop(t, [s, s]) for t in tiles]
+    grid = make_grid(tiles, nrow=2, padding=4, pad_value=1.0)
+    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def log_validation(s: Session, items: list, tracker, step: int) -> dict[str, float]:
+    """Validate the codec of `s` at `step`; metrics and the image grid go to the tracker."""
+    metrics, pairs = validate(s.t.codec, items, grid_images=s.cfg.grid_images)
+    tracker.log_metrics({"val/bpp": metrics["bpp"], "val/psnr": metrics["psnr"], "val/ms_ssim": metrics["ms_ssim"]},
+                        step)
+    tracker.flush()
+    if pairs:
+        tracker.log_image(image_grid(pairs), f"val/grid_step{step:07d}.png")
+    return metrics
+
+
+def write_final(s: Session, folder: Path, *, val_items: list, tracker, meta: dict[str, Any],
+                last: dict[str, float]) -> dict[str, Any]:
+    """The run's outputs in `folder`, logged as artifacts; returns the summary metrics.
+
+    The codec is moved to the CPU first: training is over, and the bitstream check then codes
+    exactly as `texpress compress` will."""
+    from texpress.codec.checkpoint import save_checkpoint
+
+    codec = s.t.codec.to("cpu")
+    step = s.step
+    metrics: dict[str, Any] = {}
+    if last:
+        metrics.update({"train_bpp": last["bpp"], "train_psnr": last["psnr"], "train_loss_rd": last["loss_rd"]})
+    estimate = log_validation(s, val_items, tracker, step) if val_items else {}
+    model_fp = save_checkpoint(codec, folder / MODEL_FILE, meta=meta)  # update(force=True) + atomic write
+    final: dict[str, Any] = {}
+    if val_items:
+        real, _ = validate(codec, val_items, bitstream=True)
+        final = {"val_bpp": real["bpp"], "val_psnr": real["psnr"], "val_ms_ssim": real["ms_ssim"],
+                 "val_bpp_estimate": estimate["bpp"], "val_images": real["images"]}
+        tracker.log_metrics({"final/bpp": real["bpp"], "final/psnr": real["psnr"], "final/ms_ssim": real["ms_ssim"]},
+                            step)
+    metrics.update(final, model_fingerprint=model_fp)
+    summary = {**final, "steps": step, "train_bpp": metrics.get("train_bpp"), "train_psnr": metrics.get("train_psnr"),
+               "model_fingerprint": model_fp, "mlflow_run_id": s.run_id or ""}
+    try:
+        pngs = curves.plot_curves(s.history, folder / "curves", rd_steps=s.cfg.rd_steps if s.cfg.gan_steps else None,
+                                  target_bpp=s.cfg.target_bpp if s.cfg.fixed_lambda is None else None)
+    except ModuleNotFoundError:  # matplotlib is optional where the single-process trainer runs
+        pngs = []
+    curves.write_tsv(s.history, folder / CURVES_FILE)
+    from texpress.codec.files import write_atomic
+
+    write_atomic(folder / METRICS_FILE, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    for png in pngs:
+        tracker.log_artifact(png, "curves")
+    tracker.log_artifact(folder / CURVES_FILE, "curves")
+    tracker.log_artifact(folder / METRICS_FILE)
+    tracker.log_artifact(folder / MODEL_FILE, "model")
+    tracker.set_tags({"model_fingerprint": model_fp})
+    tracker.flush()
+    return metrics
