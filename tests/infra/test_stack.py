@@ -15,7 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ..conftest import isolated_dvc_env
 
@@ -170,30 +172,25 @@ def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
     return clone
 
 
-def register_and_load(run_id: str, uri: str, model_file: Path) -> None:
-    """Registers the run's checkpoint folder in the server's registry (the checkpoint is a plain
-    artifact, not an MLflow logged model: a model version with that folder as its source) and codes
-    an image with what the registry hands back."""
-    import mlflow
-    import numpy as np
+def register_and_code(run_id: str, env: dict[str, str], model_file: Path, work: Path) -> None:
+    """`texpress registry register --run-id` into the server's registry; the CLI then codes an image
+    with `models:/NAME/VERSION`, fetched from the server."""
     from mlflow.tracking import MlflowClient
 
-    from texpress.codec.api import Codec
+    out = run(["texpress", "registry", "register", "--run-id", run_id, "--name", "texpress-stack-e2e"], work, env)
+    assert "registered texpress-stack-e2e version 1" in out
+    (version,) = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_model_versions("name='texpress-stack-e2e'")
+    assert version.run_id == run_id
+    pulled = work / "pulled.ckpt"
+    run(["texpress", "registry", "pull", "texpress-stack-e2e/1", "-o", str(pulled)], work, env)
+    from texpress.codec.checkpoint import read_checkpoint
 
-    client, name = MlflowClient(uri), "texpress-stack-e2e"
-    client.create_registered_model(name)
-    source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    version = client.create_model_version(name, source, run_id=run_id)
-    client.set_registered_model_alias(name, "challenger", version.version)
-    chosen = client.get_model_version_by_alias(name, "challenger")
-    assert chosen.version == version.version and chosen.run_id == run_id
-    got = Path(mlflow.artifacts.download_artifacts(client.get_model_version_download_uri(name, chosen.version),
-                                                   tracking_uri=uri, dst_path=str(model_file.parent / "registered")))
-    ckpt = got / "model.ckpt"
-    assert ckpt.read_bytes() == model_file.read_bytes()
-    codec = Codec.from_checkpoint(ckpt)
-    image = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
-    assert codec.decompress(codec.compress(image)).size == (96, 64)
+    assert read_checkpoint(pulled)["fingerprint"] == read_checkpoint(model_file)["fingerprint"]
+    image = work / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)).save(image)
+    run(["texpress", "compress", str(image), "-o", str(work / "coded"), "--model", "models:/texpress-stack-e2e/1"],
+        work, env)
+    assert (work / "coded" / "photo.tpx").stat().st_size > 0
 
 
 @pytest.mark.heavy
@@ -236,7 +233,7 @@ def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
         served = list((state / "mlflow" / "artifacts").rglob("model.ckpt"))
         assert len(served) == 1 and served[0].read_bytes() == (out / "model.ckpt").read_bytes()
         assert not (tmp_path / "mlartifacts").exists() and not (tmp_path / "mlflow.db").exists()
-        register_and_load(run_id, env["MLFLOW_TRACKING_URI"], out / "model.ckpt")
+        register_and_code(run_id, {**env, "TEXPRESS_CACHE_DIR": str(tmp_path / "cache")}, out / "model.ckpt", tmp_path)
 
         # a service that died is reported, and `down` still stops the others
         worker = int((state / "run" / "prefect-worker.pid").read_text().split()[0])
