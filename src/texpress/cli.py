@@ -12,6 +12,7 @@ from texpress.errors import TexpressError
 
 def build_app() -> typer.Typer:
     """The full command tree; each layer adds its own sub-commands."""
+    from texpress.bulk import commands as bulk_commands
     from texpress.codec import commands as codec_commands
     from texpress.data import commands as data_commands
     from texpress.evaluate import commands as evaluate_commands
@@ -23,7 +24,7 @@ def build_app() -> typer.Typer:
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="texpress: a learned image codec and the pipeline that trains and ships it.")
-    for layer in (codec_commands, train_commands, data_commands, evaluate_commands, registry_commands):
+    for layer in (codec_commands, train_commands, data_commands, evaluate_commands, registry_commands, bulk_commands):
         layer.register(app)
     return app
 

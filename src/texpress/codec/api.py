@@ -34,7 +34,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_uint8(x_hat: torch.Tensor, height: int, width: int) -> np.ndarray:
     x = x_hat[0, :, :height, :width].clamp(0, 1).mul(255.0).round_().to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous().numpy()
+    return x.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def restore_mode(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
@@ -59,6 +59,11 @@ class Codec:
         return cls(load_model(path), max_pixels=max_pixels)
 
     @property
+    def device(self) -> torch.device:
+        """Where the model lives (bulk workers move it to a GPU); inputs follow it."""
+        return next(self.model.parameters()).device
+
+    @property
     def config(self) -> ModelConfig:
         return self.model.config
 
@@ -67,7 +72,7 @@ class Codec:
 
     @torch.inference_mode()
     def encode(self, image: LoadedImage) -> bytes:
-        x = to_tensor(image.rgb)
+        x = to_tensor(image.rgb).to(self.device)
         out = self.model.compress(x)
         z_h, z_w = out["shape"]
         header = bitstream.Header(

@@ -48,6 +48,7 @@ import torch
 import torch.utils.data
 
 from texpress.data import storage
+from texpress.data.device_crops import centre_crop
 from texpress.data.manifest import read_split_manifest
 from texpress.errors import InputError
 
@@ -297,15 +298,6 @@ class _FirstEpochCut:
 
 
 # -- validation --------------------------------------------------------------------------------
-
-def centre_crop(arr: np.ndarray, max_side: int | None) -> np.ndarray:
-    if max_side is None:
-        return arr
-    h, w = arr.shape[:2]
-    ch, cw = min(h, max_side), min(w, max_side)
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return arr[y:y + ch, x:x + cw]
-
 
 class ValStream(torch.utils.data.IterableDataset):
     """Every validation sample once across ranks x workers (see the module docstring)."""
