@@ -193,16 +193,23 @@ def register_and_code(run_id: str, env: dict[str, str], model_file: Path, work: 
     assert (work / "coded" / "photo.tpx").stat().st_size > 0
 
 
+def stack_env(tmp_path: Path, state: Path) -> dict[str, str]:
+    """The environment of a test stack: free ports, 2 CPUs for Ray, a fast-polling Prefect worker."""
+    env = isolated_dvc_env(tmp_path, TEXPRESS_STACK_DIR=str(state), TEXPRESS_STACK_FREE_PORTS="1",
+                           TEXPRESS_STACK_RAY_CPUS="2", TEXPRESS_STACK_RAY_OBJECT_STORE_MB="150",
+                           PYTHON=sys.executable, PREFECT_HOME=str(tmp_path / "prefect-client"),
+                           PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_WORKER_PREFETCH_SECONDS="2")
+    for k in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "RAY_ADDRESS", "AWS_PROFILE"):
+        env.pop(k, None)
+    return env
+
+
 @pytest.mark.heavy
 def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     state = Path(tempfile.mkdtemp(prefix="txs-", dir="/tmp"))  # short: Ray's socket paths
-    base = isolated_dvc_env(tmp_path, TEXPRESS_STACK_DIR=str(state), TEXPRESS_STACK_FREE_PORTS="1",
-                            TEXPRESS_STACK_RAY_CPUS="2", TEXPRESS_STACK_RAY_OBJECT_STORE_MB="150",
-                            PYTHON=sys.executable, PREFECT_HOME=str(tmp_path / "prefect-client"))
-    for k in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "RAY_ADDRESS", "AWS_PROFILE"):
-        base.pop(k, None)
+    base = stack_env(tmp_path, state)
     stopped = False
     try:
         r = stack("up", base)
@@ -250,3 +257,73 @@ def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
         if not stopped:
             stack("down", base)
         shutil.rmtree(state, ignore_errors=True)
+
+
+# a few steps of the lite model on 1 Ray worker, evaluated against JPEG on one cropped test image
+TINY_TRAIN = {"preset": "lite", "rd_steps": 3, "gan_steps": 1, "workers": 1, "patch_size": 64, "batch_size": 2,
+              "extra_params": {"train.val_every": 4, "train.checkpoint_every": 4, "train.log_every": 2,
+                               "train.val_images": 1, "train.grid_images": 1, "loader.batches_per_epoch": 8,
+                               "loader.num_workers": 0, "loader.val_max_side": 128, "evaluate.baselines": ["jpeg"],
+                               "evaluate.crop": [128, 128], "evaluate.max_images": 1}}
+
+
+def stored_md5s(env: dict[str, str]) -> set[str]:
+    """The content hashes under the stack's DVC remote (DVC stores files by md5, folders as .dir)."""
+    import boto3
+
+    bucket, prefix = env["TEXPRESS_DVC_REMOTE_URL"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=env["TEXPRESS_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"].split("/md5/")[1].replace("/", "") for page in pages for o in page.get("Contents", [])}
+
+
+@pytest.mark.heavy
+def test_the_prefect_train_flow_runs_through_the_stack(tmp_path):
+    """The project's deployments on the stack's Prefect server, run by its worker: ingest pushes the
+    shards to the stack's S3, train runs `dvc repro train evaluate` on the stack's Ray head, logs to
+    its MLflow server and registers the model there."""
+    if not (ROOT / "flows" / "train.py").is_file() or not (ROOT / "tests" / "flows" / "server.py").is_file():
+        pytest.skip("the Prefect flows (flows/, issue 12) are not in this checkout yet")
+    from ..flows.conftest import make_checkout
+    from ..flows.server import Api
+
+    state = Path(tempfile.mkdtemp(prefix="txs-", dir="/tmp"))
+    base = stack_env(tmp_path, state)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    make_checkout(repo, base)
+    try:
+        r = stack("up", base)
+        assert r.returncode == 0, r.stdout + r.stderr
+        env = {**base, **read_env_file(state / "stack.env")}
+        run(["dvc", "remote", "add", "-d", "-f", "stack", env["TEXPRESS_DVC_REMOTE_URL"]], repo, env)
+        run(["git", "commit", "-q", "-am", "the stack's DVC remote"], repo, env)
+        run([sys.executable, "-m", "prefect", "deploy", "--all"], repo, env)
+        api = Api(env["PREFECT_API_URL"])
+        for name, params, timeout in (("texpress-ingest", {"sources": ["samples"], "push": True}, 900),
+                                      ("texpress-train", TINY_TRAIN, 1500)):
+            flow_run = api.wait(api.run_deployment(name, {"params": params}), timeout=timeout)
+            assert flow_run["state_type"] == "COMPLETED", "\n".join(api.logs(flow_run["id"])[-30:])
+        shards = tree(repo / "data" / "shards")
+        assert {hashlib.md5(b).hexdigest() for b in shards.values()} <= stored_md5s(env)
+
+        run_id = json.loads((repo / "models" / "train_metrics.json").read_text())["mlflow_run_id"]
+        logs = Path(state / "ray").resolve() / "session_latest" / "logs"
+        assert any(run_id in p.read_text(errors="replace") for p in logs.glob("worker-*") if p.is_file())
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        assert client.get_run(run_id).info.status == "FINISHED"
+        model = (repo / "models" / "model.ckpt").read_bytes()
+        assert model in {p.read_bytes() for p in (state / "mlflow" / "artifacts").rglob("model.ckpt")}
+        assert not (repo / "mlflow.db").exists() and not (repo / "mlartifacts").exists()
+        (version,) = [v for v in client.search_model_versions("name='texpress-lite'") if v.run_id == run_id]
+        photo = sorted(p for p in (repo / "data" / "raw").rglob("*") if p.is_file())[0]
+        run(["texpress", "compress", str(photo), "-o", str(tmp_path / "coded"), "--model",
+             f"models:/texpress-lite/{version.version}"], tmp_path, {**env, "TEXPRESS_CACHE_DIR": str(tmp_path / "c")})
+        assert list((tmp_path / "coded").rglob("*.tpx"))
+    finally:
+        r = stack("down", base)
+        shutil.rmtree(state, ignore_errors=True)
+    assert r.returncode == 0 and processes_of(state) == []
