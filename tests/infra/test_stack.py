@@ -143,10 +143,19 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
-    """A DVC repo whose shards go to the stack's S3 remote; returns a clone that pulled them back."""
+def stored_md5s(env: dict[str, str]) -> set[str]:
+    """The content hashes under the stack's DVC remote (DVC stores files by md5, folders as .dir)."""
     import boto3
 
+    bucket, prefix = env["TEXPRESS_DVC_REMOTE_URL"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=env["TEXPRESS_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"].split("/md5/")[1].replace("/", "") for page in pages for o in page.get("Contents", [])}
+
+
+def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
+    """A DVC repo whose shards go to the stack's S3 remote; returns a clone that pulled them back."""
     repo = tmp_path / "repo"
     repo.mkdir()
     run(["git", "init", "-q"], repo, env)
@@ -155,12 +164,8 @@ def push_and_pull(tmp_path: Path, env: dict[str, str]) -> Path:
     run(["dvc", "add", "-q", "data/shards"], repo, env)
     run(["dvc", "remote", "add", "-d", "stack", env["TEXPRESS_DVC_REMOTE_URL"]], repo, env)
     run(["dvc", "push"], repo, env)
-    bucket, prefix = env["TEXPRESS_DVC_REMOTE_URL"].removeprefix("s3://").split("/", 1)
-    s3 = boto3.client("s3", endpoint_url=env["TEXPRESS_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     shards = tree(repo / "data" / "shards")
-    stored = {k.split("/md5/")[1].replace("/", "") for k in keys}
+    stored = stored_md5s(env)
     listing = {k for k in stored if k.endswith(".dir")}  # the folder's listing, beside each file's content
     assert len(listing) == 1 and stored - listing == {hashlib.md5(b).hexdigest() for b in shards.values()}
     run(["git", "add", "-A"], repo, env)
@@ -265,17 +270,6 @@ TINY_TRAIN = {"preset": "lite", "rd_steps": 3, "gan_steps": 1, "workers": 1, "pa
                                "train.val_images": 1, "train.grid_images": 1, "loader.batches_per_epoch": 8,
                                "loader.num_workers": 0, "loader.val_max_side": 128, "evaluate.baselines": ["jpeg"],
                                "evaluate.crop": [128, 128], "evaluate.max_images": 1}}
-
-
-def stored_md5s(env: dict[str, str]) -> set[str]:
-    """The content hashes under the stack's DVC remote (DVC stores files by md5, folders as .dir)."""
-    import boto3
-
-    bucket, prefix = env["TEXPRESS_DVC_REMOTE_URL"].removeprefix("s3://").split("/", 1)
-    s3 = boto3.client("s3", endpoint_url=env["TEXPRESS_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return {o["Key"].split("/md5/")[1].replace("/", "") for page in pages for o in page.get("Contents", [])}
 
 
 @pytest.mark.heavy
