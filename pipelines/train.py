@@ -33,7 +33,12 @@ def main() -> int:
         loader_cfg = LoaderConfig.from_dict(load_params(PARAMS, "loader"))
         err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} "
                           f"adversarial steps on {cfg.workers} worker(s)", highlight=False)
-        outcome = run_training(cfg, loader_cfg, SHARDS, OUT)
+        if cfg.init_from:  # a checkpoint, or models:/NAME@ALIAS resolved through the registry
+            from texpress.registry.refs import install
+
+            install()
+            err_console.print(f"warm start from {cfg.init_from}", highlight=False)
+        outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=cfg.init_from)
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     out_console.print(summary_table(outcome))

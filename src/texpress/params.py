@@ -44,3 +44,45 @@ def load_params(path: str | Path, section: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: section {section!r} must be a mapping")
     return value
+
+
+def set_params(path: str | Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Write `changes` ({"section.key": value}) into a params.yaml file, keeping its comments and
+    layout, as `dvc exp run --set-param` would but without reformatting the rest of the file.
+
+    A key must already exist (a typo is a ConfigError, not a new silent key). Returns the previous
+    values of the keys that changed; the file is replaced atomically, and left alone when none did."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedSeq
+
+    from texpress.codec.files import write_atomic
+
+    yaml = YAML()  # round trip: comments, order and flow-style lists are kept
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    path = Path(path)
+    try:
+        doc = yaml.load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such params file") from None
+    old: dict[str, Any] = {}
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise ConfigError(f"{path}: no parameter {dotted!r}")
+        if node[leaf] == value or (isinstance(value, tuple) and node[leaf] == list(value)):
+            continue
+        old[dotted] = list(node[leaf]) if isinstance(node[leaf], list) else node[leaf]
+        if isinstance(value, (list, tuple)):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        node[leaf] = value
+    if old:
+        out = StringIO()
+        yaml.dump(doc, out)
+        write_atomic(path, out.getvalue().encode())
+    return old

@@ -80,3 +80,46 @@ def test_fast_build_indexes_matches_compressai():
     scales = torch.cat([torch.rand(20000) * 300, table, table * (1 + 1e-7), table * (1 - 1e-7),
                         torch.tensor([0.0, 0.05, 0.11, 256.0, 1e4])])
     assert torch.equal(ref.build_indexes(scales), fast.build_indexes(scales))
+
+
+@pytest.mark.parametrize("bad", [dict(norm="batchnorm"), dict(stem_kernel=0), dict(out_kernel=0),
+                                 dict(down_kernel=1), dict(upscale="deconv", up_kernel=1)])
+def test_invalid_layer_choices_are_refused(bad):
+    with pytest.raises(ConfigError):
+        ModelConfig(**bad)
+
+
+@pytest.mark.parametrize("norm", ["channelnorm", "gdn"])
+@pytest.mark.parametrize("upscale,k", [("deconv", 3), ("deconv", 4), ("deconv", 5), ("subpixel", 3), ("resize", 3)])
+def test_every_layer_choice_keeps_the_geometry_and_codes(norm, upscale, k):
+    """Stride-2 convs halve and upscales double exactly for odd and even kernels, with or without a
+    stem and an output conv, so any combination codes and decodes to the input size."""
+    cfg = ModelConfig(enc_widths=(3, 8, 8, 8, 12), latent_channels=8, gen_widths=(12, 8, 8, 8, 3), res_blocks=1,
+                      hyper_channels=8, upscale=upscale, stem_kernel=0, out_kernel=0, norm=norm,
+                      down_kernel=5, up_kernel=k)
+    model = TexpressModel(cfg).eval()
+    model.update(force=True)
+    x = torch.rand(1, 3, 64, 128)
+    with torch.inference_mode():
+        assert model(x)["x_hat"].shape == x.shape
+        out = model.compress(x)
+        assert model.decompress(out["strings"], out["shape"])["x_hat"].shape == x.shape
+
+
+def test_gdn_is_counted_as_a_1x1_conv():
+    from compressai.layers import GDN
+
+    assert count_macs(GDN(16), torch.zeros(1, 16, 8, 8)) == 16 * 16 * 8 * 8
+
+
+def test_configs_saved_before_the_layer_choices_load_as_before():
+    """Checkpoints written before norm/down_kernel/up_kernel existed hold configs without them; they
+    must build the same modules (same state-dict keys and shapes) as the HiFiC defaults."""
+    old = {k: v for k, v in get_preset("hific").to_dict().items() if k not in ("norm", "down_kernel", "up_kernel")}
+    old.update(enc_widths=[16, 32, 64, 96, 128], latent_channels=96, gen_widths=[96, 64, 32, 24, 12],
+               res_blocks=2, hyper_channels=64, upscale="subpixel", stem_kernel=3, out_kernel=3)
+    cfg = ModelConfig.from_dict(old)
+    assert (cfg.norm, cfg.down_kernel, cfg.up_kernel) == ("channelnorm", 3, 3)
+    shapes = {k: tuple(v.shape) for k, v in TexpressModel(cfg).state_dict().items()}
+    assert "generator.head.1.weight" in shapes and "encoder.net.0.weight" in shapes
+    assert shapes["encoder.net.3.0.weight"] == (32, 16, 3, 3)

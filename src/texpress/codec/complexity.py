@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from compressai.layers import GDN
 from torch import nn
 
 from texpress.codec.model import TexpressModel
 
 
 def count_macs(module: nn.Module, x: torch.Tensor) -> int:
-    """MACs of every Conv2d, ConvTranspose2d and Linear in one forward pass of `module` on `x`."""
+    """MACs of every Conv2d, ConvTranspose2d, Linear and GDN (a 1x1 conv over the squared input) in one
+    forward pass of `module` on `x`."""
     total = 0
 
     def hook(mod: nn.Module, inputs, output) -> None:
@@ -26,9 +28,11 @@ def count_macs(module: nn.Module, x: torch.Tensor) -> int:
             total += output.numel() * (mod.in_channels // mod.groups) * k
         elif isinstance(mod, nn.Linear):
             total += output.numel() * mod.in_features
+        elif isinstance(mod, GDN):
+            total += output.numel() * output.shape[1]
 
     handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, GDN))]
     try:
         with torch.inference_mode():
             module(x)

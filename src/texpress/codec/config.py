@@ -12,15 +12,21 @@ from typing import Any
 from texpress.errors import ConfigError
 from texpress.params import build_section
 
-UPSCALE_KINDS = ("deconv", "subpixel")
+UPSCALE_KINDS = ("deconv", "subpixel", "resize")
+NORM_KINDS = ("channelnorm", "gdn")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one codec.
 
-    enc_widths: stem width, then the output width of each of the four stride-2 stages.
-    gen_widths: residual-trunk width, then the output width of each of the four upscale blocks.
+    enc_widths: stem width, then the output width of each of the four stride-2 stages. With
+        stem_kernel 0 there is no stem and enc_widths[0] must be 3 (the first stage reads RGB).
+    gen_widths: residual-trunk width, then the output width of each of the four upscale blocks. With
+        out_kernel 0 there is no output conv and gen_widths[4] must be 3 (the last upscale makes RGB).
+    norm: `channelnorm` (HiFiC: ChannelNorm + ReLU after every conv) or `gdn` (GDN in the encoder,
+        inverse GDN in the generator, Balle et al.: no ReLU).
+    down_kernel / up_kernel: kernel of the stride-2 convs and of the upscale convs.
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -31,6 +37,9 @@ class ModelConfig:
     upscale: str = "deconv"
     stem_kernel: int = 7
     out_kernel: int = 7
+    norm: str = "channelnorm"
+    down_kernel: int = 3
+    up_kernel: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
@@ -42,8 +51,20 @@ class ModelConfig:
             raise ConfigError("widths and channel counts must be positive, res_blocks >= 0")
         if self.upscale not in UPSCALE_KINDS:
             raise ConfigError(f"upscale must be one of {', '.join(UPSCALE_KINDS)}, got {self.upscale!r}")
-        if self.stem_kernel % 2 == 0 or self.out_kernel % 2 == 0:
-            raise ConfigError("stem_kernel and out_kernel must be odd")
+        if self.norm not in NORM_KINDS:
+            raise ConfigError(f"norm must be one of {', '.join(NORM_KINDS)}, got {self.norm!r}")
+        for name in ("stem_kernel", "out_kernel"):
+            k = getattr(self, name)
+            if k < 0 or (k and k % 2 == 0):
+                raise ConfigError(f"{name} must be odd, or 0 for none")
+        if self.stem_kernel == 0 and self.enc_widths[0] != 3:
+            raise ConfigError("without a stem (stem_kernel 0) enc_widths[0] must be 3, the RGB input")
+        if self.out_kernel == 0 and self.gen_widths[4] != 3:
+            raise ConfigError("without an output conv (out_kernel 0) gen_widths[4] must be 3, the RGB output")
+        if self.down_kernel < 2 or self.up_kernel < 1:
+            raise ConfigError("down_kernel must be >= 2 and up_kernel >= 1")
+        if self.upscale == "deconv" and self.up_kernel < 2:
+            raise ConfigError("a deconv upscale needs up_kernel >= 2")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, ints, str) so checkpoints load with weights_only=True."""
@@ -63,27 +84,35 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Mentzer et al. 2020, "High-Fidelity Generative Image Compression".
     "hific": ModelConfig(),
-    # Decoder cost close to CompressAI's bmshj2018-hyperprior (N=128, M=192), ~40 kMAC/px.
+    # Learns as fast as CompressAI's mean-scale hyperprior at its cost (docs/architecture.md): GDN/IGDN
+    # transforms with 5x5 stride-2 convs at 128 channels, no stem, the last upscale makes RGB.
     "base": ModelConfig(
-        enc_widths=(24, 48, 96, 128, 192),
+        enc_widths=(3, 128, 128, 128, 128),
         latent_channels=192,
-        gen_widths=(192, 128, 96, 48, 24),
-        res_blocks=3,
+        gen_widths=(192, 128, 128, 128, 3),
+        res_blocks=0,
         hyper_channels=128,
-        upscale="subpixel",
-        stem_kernel=5,
-        out_kernel=5,
+        upscale="deconv",
+        stem_kernel=0,
+        out_kernel=0,
+        norm="gdn",
+        down_kernel=5,
+        up_kernel=5,
     ),
-    # Trains on a laptop CPU; decodes several times faster than `base`.
+    # Asymmetric: base's encoder, a 6x cheaper synthesis (96-64-48-32) and a narrower latent and
+    # hyperprior; the encoder runs once, the decoder at every view.
     "lite": ModelConfig(
-        enc_widths=(16, 32, 64, 96, 128),
-        latent_channels=96,
-        gen_widths=(96, 64, 32, 24, 12),
-        res_blocks=2,
-        hyper_channels=64,
-        upscale="subpixel",
-        stem_kernel=3,
-        out_kernel=3,
+        enc_widths=(3, 128, 128, 128, 128),
+        latent_channels=128,
+        gen_widths=(96, 64, 48, 32, 3),
+        res_blocks=0,
+        hyper_channels=96,
+        upscale="deconv",
+        stem_kernel=0,
+        out_kernel=0,
+        norm="gdn",
+        down_kernel=5,
+        up_kernel=5,
     ),
 }
 

@@ -1,8 +1,10 @@
-"""Building blocks of the encoder and generator (HiFiC's ChannelNorm, residual blocks, upscales)."""
+"""Building blocks of the encoder and generator: HiFiC's ChannelNorm + ReLU or Balle's GDN/IGDN,
+stride-2 convs, residual blocks and three kinds of upscale."""
 
 from __future__ import annotations
 
 import torch
+from compressai.layers import GDN
 from torch import nn
 
 
@@ -24,24 +26,33 @@ class ChannelNorm(nn.Module):
 
 
 def conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
+    """A k x k conv that keeps the size (stride 1) or halves it exactly (stride 2), odd or even k."""
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=(k - 1) // 2 if stride > 1 else k // 2)
 
 
-def down_block(c_in: int, c_out: int) -> nn.Sequential:
-    """Stride-2 3x3 conv, ChannelNorm, ReLU: halves the resolution."""
-    return nn.Sequential(conv(c_in, c_out, 3, stride=2), ChannelNorm(c_out), nn.ReLU(inplace=True))
+def norm_layers(channels: int, norm: str, inverse: bool = False) -> list[nn.Module]:
+    """What follows a conv: ChannelNorm + ReLU (HiFiC), or GDN (encoder) / IGDN (generator), which
+    both normalises and is the nonlinearity (Balle et al. 2017)."""
+    if norm == "gdn":
+        return [GDN(channels, inverse=inverse)]
+    return [ChannelNorm(channels), nn.ReLU(inplace=True)]
+
+
+def down_block(c_in: int, c_out: int, k: int = 3, norm: str = "channelnorm") -> nn.Sequential:
+    """Stride-2 k x k conv and its normalisation: halves the resolution."""
+    return nn.Sequential(conv(c_in, c_out, k, stride=2), *norm_layers(c_out, norm))
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm: str = "channelnorm"):
         super().__init__()
-        self.body = nn.Sequential(
-            conv(channels, channels, 3),
-            ChannelNorm(channels),
-            nn.ReLU(inplace=True),
-            conv(channels, channels, 3),
-            ChannelNorm(channels),
-        )
+        if norm == "gdn":  # no normalisation inside the branch: the trunk sits between IGDNs
+            layers: list[nn.Module] = [conv(channels, channels, 3), nn.LeakyReLU(inplace=True),
+                                       conv(channels, channels, 3)]
+        else:
+            layers = [conv(channels, channels, 3), ChannelNorm(channels), nn.ReLU(inplace=True),
+                      conv(channels, channels, 3), ChannelNorm(channels)]
+        self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -61,9 +72,9 @@ def icnr_(weight: torch.Tensor, scale: int = 2) -> torch.Tensor:
 class SubpixelUp(nn.Module):
     """Conv to 4x the channels then PixelShuffle(2), ICNR-initialised: checkerboard-free upscale."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, k: int = 3):
         super().__init__()
-        self.conv = conv(c_in, c_out * 4, 3)
+        self.conv = conv(c_in, c_out * 4, k)
         icnr_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.shuffle = nn.PixelShuffle(2)
@@ -72,11 +83,19 @@ class SubpixelUp(nn.Module):
         return self.shuffle(self.conv(x))
 
 
-def up_block(c_in: int, c_out: int, kind: str) -> nn.Sequential:
-    """Doubles the resolution. `deconv` is HiFiC's 3x3 stride-2 transposed conv (kernel not divisible
-    by the stride, so it can imprint checkerboards); `subpixel` avoids them."""
+def upscale(c_in: int, c_out: int, kind: str, k: int = 3) -> nn.Module:
+    """A 2x upscale. `deconv`: k x k stride-2 transposed conv (HiFiC uses k=3, bmshj2018 k=5; a kernel
+    not divisible by the stride can imprint checkerboards, Odena et al. 2016). `subpixel`: conv +
+    PixelShuffle with ICNR. `resize`: nearest-neighbour resize then conv (Odena's fix)."""
     if kind == "deconv":
-        up: nn.Module = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
-    else:
-        up = SubpixelUp(c_in, c_out)
-    return nn.Sequential(up, ChannelNorm(c_out), nn.ReLU(inplace=True))
+        return nn.ConvTranspose2d(c_in, c_out, k, stride=2, padding=(k - 1) // 2, output_padding=k % 2)
+    if kind == "subpixel":
+        return SubpixelUp(c_in, c_out, k)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv(c_in, c_out, k))
+
+
+def up_block(c_in: int, c_out: int, kind: str, k: int = 3, norm: str = "channelnorm",
+             last: bool = False) -> nn.Sequential:
+    """Doubles the resolution, then normalises (IGDN or ChannelNorm + ReLU); the `last` block, which
+    makes RGB when there is no output conv, stays linear."""
+    return nn.Sequential(upscale(c_in, c_out, kind, k), *([] if last else norm_layers(c_out, norm, inverse=True)))

@@ -11,7 +11,7 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from texpress.codec.config import ModelConfig
-from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, up_block
+from texpress.codec.layers import ChannelNorm, ResidualBlock, conv, down_block, norm_layers, up_block
 
 DOWNSCALE = 16  # encoder stride
 PAD_MULTIPLE = 64  # encoder (16) times hyper-analysis (4): inputs are padded to this
@@ -33,13 +33,15 @@ def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """Stem conv, four stride-2 blocks (conv, ChannelNorm, ReLU), conv to the latent y."""
+    """Optional stem conv, four stride-2 blocks (conv + normalisation), conv to the latent y."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         w = cfg.enc_widths
-        layers: list[nn.Module] = [conv(3, w[0], cfg.stem_kernel), ChannelNorm(w[0]), nn.ReLU(inplace=True)]
-        layers += [down_block(w[i], w[i + 1]) for i in range(4)]
+        layers: list[nn.Module] = []
+        if cfg.stem_kernel:
+            layers += [conv(3, w[0], cfg.stem_kernel), *norm_layers(w[0], cfg.norm)]
+        layers += [down_block(w[i], w[i + 1], cfg.down_kernel, cfg.norm) for i in range(4)]
         layers.append(conv(w[4], cfg.latent_channels, 3))
         self.net = nn.Sequential(*layers)
 
@@ -48,15 +50,17 @@ class Encoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """Conv from y, residual blocks, four upscale blocks, conv to RGB."""
+    """Conv from y, residual blocks, four upscale blocks, conv to RGB (or the last upscale makes RGB)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         w = cfg.gen_widths
-        self.head = nn.Sequential(conv(cfg.latent_channels, w[0], 3), ChannelNorm(w[0]))
-        self.blocks = nn.Sequential(*[ResidualBlock(w[0]) for _ in range(cfg.res_blocks)])
-        self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], cfg.upscale) for i in range(4)])
-        self.tail = conv(w[4], 3, cfg.out_kernel)
+        head_norm = [ChannelNorm(w[0])] if cfg.norm == "channelnorm" else []
+        self.head = nn.Sequential(conv(cfg.latent_channels, w[0], 3), *head_norm)
+        self.blocks = nn.Sequential(*[ResidualBlock(w[0], cfg.norm) for _ in range(cfg.res_blocks)])
+        self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], cfg.upscale, cfg.up_kernel, cfg.norm,
+                                            last=(i == 3 and not cfg.out_kernel)) for i in range(4)])
+        self.tail = conv(w[4], 3, cfg.out_kernel) if cfg.out_kernel else nn.Identity()
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         h = self.head(y_hat)

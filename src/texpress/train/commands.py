@@ -80,7 +80,7 @@ def train_command(
     seed: Optional[int] = typer.Option(None, help="Model initialisation, noise and data order."),
     workers: Optional[int] = typer.Option(None, help="Ray Train workers."),
     init_from: Optional[Path] = typer.Option(None, "--from", help="Warm start from this checkpoint (model.ckpt, "
-                                             "a Ray checkpoint folder or train_state.pt)."),
+                                             "a Ray checkpoint folder or train_state.pt; default: train.init_from)."),
     params: Optional[Path] = typer.Option(None, help="params.yaml whose `train` and `loader` sections are the "
                                           "defaults (default: ./params.yaml if present)."),
     gpus_per_worker: Optional[float] = typer.Option(None, help="GPUs per Ray worker (0: CPU)."),
@@ -126,6 +126,7 @@ def train_command(
     cfg, loader_cfg = with_options(cfg, loader_cfg, preset=preset, steps=steps, gan_steps=gan_steps, lr=lr,
                                    warmup=warmup, fixed_lambda=fixed_lambda, target_bpp=target_bpp,
                                    checkpoint_every=checkpoint_every, batch_size=batch_size, crop=crop, seed=seed)
+    init_from = init_from if init_from is not None else cfg.init_from  # params.yaml's train.init_from
     if init_from is not None and preset is not None:
         from texpress.console import warn
 

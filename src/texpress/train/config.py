@@ -49,6 +49,8 @@ class TrainConfig:
     max_failures: worker failures Ray Train recovers from (FailureConfig; -1 = unlimited).
     experiment: MLflow experiment name. storage_path: where Ray keeps runs and checkpoints.
     seed: model initialisation and data order.
+    init_from: warm start from this checkpoint (model.ckpt, a Ray checkpoint folder, train_state.pt, or
+        a `models:/NAME@ALIAS` reference where the registry resolves it); null trains from scratch.
     """
 
     preset: str = "lite"
@@ -85,6 +87,7 @@ class TrainConfig:
     experiment: str = "texpress"
     storage_path: str = "ray_results"
     seed: int = 0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         ints = ("rd_steps", "gan_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
@@ -134,6 +137,8 @@ class TrainConfig:
         get_preset(self.preset)  # an unknown name is a ConfigError naming the presets
         if not self.experiment:
             raise ConfigError("train.experiment must not be empty")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"train.init_from must be a checkpoint path or a models:/ reference, got {self.init_from!r}")
 
     @property
     def total_steps(self) -> int:

@@ -79,7 +79,7 @@ def run_identity(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str, data_v
                  init_source: str | None) -> str:
     """A short hash of what determines the trained model (not where it is stored or logged)."""
     train = cfg.to_dict()
-    for k in ("storage_path", "experiment", "max_failures", "log_every", "keep_checkpoints"):
+    for k in ("storage_path", "experiment", "max_failures", "log_every", "keep_checkpoints", "init_from"):
         train.pop(k)
     blob = json.dumps({"train": train, "loader": loader_cfg.to_dict(), "shards": shards, "data": data_version,
                        "init": init_source}, sort_keys=True)
