@@ -26,7 +26,7 @@ def test_base_costs_about_as_much_as_bmshj2018_hyperprior_and_lite_far_less():
 
 
 def test_any_width_list_builds_and_codes():
-    pruned = get_preset("lite").replace(gen_widths=(40, 30, 20, 10, 5), res_blocks=1, enc_widths=(8, 16, 24, 32, 48))
+    pruned = get_preset("lite").replace(gen_widths=(40, 30, 20, 10, 3), res_blocks=1, enc_widths=(3, 16, 24, 32, 48))
     model = TexpressModel(pruned).eval()
     model.update(force=True)
     x = torch.rand(1, 3, 64, 128)
