@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flows.common import TRANSIENT_RETRIES, EndpointUrl, Text, check_local_path, dvc, report, repo_root, set_params
+from flows.common import TRANSIENT_RETRIES, EndpointUrl, Text, dvc, report, repo_root, set_params
 
 
 class IngestParams(BaseModel):
@@ -43,14 +43,20 @@ class IngestParams(BaseModel):
 
 
 @task(**TRANSIENT_RETRIES)
-def check_source(source: str, endpoint_url: str | None) -> None:
-    """Fail early, with retries, when a remote source cannot be reached (an object store may be down).
-    Local paths are checked without retries (check_local_path): a typo does not heal by waiting."""
+def check_source(source: str, endpoint_url: str | None, base: Path | None = None) -> None:
+    """Fail early, with retries, when a source cannot be reached (an object store or a mount may be down),
+    before params.yaml changes. Relative paths are inside the checkout, as the prepare stage reads them."""
     from texpress.data import storage
     from texpress.errors import InputError
 
-    fs, path = storage.url_to_fs(source, endpoint_url)
-    if not fs.exists(path):
+    if source == "samples":
+        return
+    if storage.is_local(source):
+        found = ((base or Path.cwd()) / storage.local_path(source)).exists()
+    else:
+        fs, path = storage.url_to_fs(source, endpoint_url)
+        found = fs.exists(path)
+    if not found:
         raise InputError(f"{source}: source not found or not reachable")
 
 
@@ -81,13 +87,8 @@ def push(repo: Path) -> bool:
 def ingest(params: IngestParams = IngestParams()) -> dict[str, Any]:
     """Shard newly arrived images from folders, archives or s3:// prefixes into the DVC-tracked dataset."""
     repo = repo_root()
-    from texpress.data import storage
-
     for source in params.sources:
-        if source != "samples" and storage.is_local(source):
-            check_local_path(source, repo, "source")
-        elif source != "samples":
-            check_source(source, params.endpoint_url)
+        check_source(source, params.endpoint_url, repo)
     set_params(repo, params.param_changes())
     stats = repro_shard(repo)
     pushed = push(repo) if params.push else False
