@@ -20,7 +20,8 @@ class BulkParams(BaseModel):
     sources: list[Text] = Field(["data/raw"], min_length=1,
                                description="Folders, archives, WebDataset shards or s3:// prefixes.")
     dest: Text = Field("reports/bulk/tpx", description="Destination folder, s3:// prefix (or shards with dest_format).")
-    model: Text | None = Field(None, description="Checkpoint or models:/NAME@ALIAS (default: the registered @champion).")
+    model: Text | None = Field(None, description="Checkpoint or models:/NAME@ALIAS (default: the registered "
+                               "@champion).")
     workers: int | None = Field(None, ge=1, description="Ray actors, one loaded codec each.")
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per actor (0: CPU).")
     batch_size: int | None = Field(None, ge=1, description="Images per actor call.")

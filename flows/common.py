@@ -24,6 +24,10 @@ REPO_ENV = "TEXPRESS_REPO"  # the checkout the flows run in; default: the workin
 TRANSIENT_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
 
 
+class StageFailed(RuntimeError):
+    """A DVC stage or command exited non-zero; the message is its one-line reason."""
+
+
 # Field types shared by the flows' parameter models: a bad value is refused before anything runs.
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # a name or a path: never empty
 EndpointUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+\S*$")]  # http(s)://HOST[:PORT][/...]
@@ -39,10 +43,6 @@ def check_local_path(path: str, base: Path, what: str) -> None:
     full = base / storage.local_path(path)  # an absolute path stays itself
     if not full.exists():
         raise StageFailed(f"{what} {path}: no such file or folder in {base}")
-
-
-class StageFailed(RuntimeError):
-    """A DVC stage or command exited non-zero; the message is its one-line reason."""
 
 
 def repo_root() -> Path:

@@ -18,7 +18,8 @@ class PromoteParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Text | None = Field(None, description="Registered model name (default: registry.name, else texpress-PRESET).")
-    version: str | None = Field(None, pattern=r"^[1-9][0-9]*$", description="Candidate version (default: the newest version of the model).")
+    version: str | None = Field(None, pattern=r"^[1-9][0-9]*$",
+                                description="Candidate version (default: the newest version of the model).")
     dry_run: bool = Field(False, description="Decide and record the decision without moving any alias.")
     max_images: int | None = Field(None, ge=1, description="Evaluate on the first N images of the gate's set only.")
 

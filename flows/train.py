@@ -21,8 +21,8 @@ from prefect import flow, task
 from prefect.cache_policies import INPUTS
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from flows.common import (TRANSIENT_RETRIES, StageFailed, Text, check_local_path, dvc, mlflow_links, model_name, read_json, registry_config, report,
-                          repo_root, set_params, tracking_uri)
+from flows.common import (TRANSIENT_RETRIES, StageFailed, Text, check_local_path, dvc, mlflow_links, model_name,
+                          read_json, registry_config, report, repo_root, set_params, tracking_uri)
 
 RayAddress = Annotated[str, StringConstraints(pattern=r"^(ray://)?[^\s:/]+:\d{1,5}/?$")]  # [ray://]HOST:PORT
 EVAL_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio")
@@ -40,11 +40,11 @@ class TrainParams(BaseModel):
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per worker (0: CPU).")
     patch_size: int | None = Field(None, ge=16, description="Training crop side in pixels.")
     batch_size: int | None = Field(None, ge=1, description="Crops per worker and step.")
-    ray_address: RayAddress | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, "
-                                    "else a local Ray.")
+    ray_address: RayAddress | None = Field(None, description="Ray cluster (ray://HOST:10001); default "
+                                           "$RAY_ADDRESS, else a local Ray.")
     register_model: bool = Field(True, description="Register the trained model in the MLflow model registry.")
     model_name: Text | None = Field(None, description="Registered model name (default: registry.name, "
-                                   "else texpress-PRESET).")
+                                    "else texpress-PRESET).")
     extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
