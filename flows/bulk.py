@@ -77,6 +77,7 @@ def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
 
     repo = repo_root()
     model = params.model or f"models:/{model_name(repo)}@champion"
+    model = model if "://" in model else str(repo / model)  # a checkpoint path, like the sources: in the checkout
     sources = [s if "://" in s else str(repo / s) for s in params.sources]
     dest = params.dest if "://" in params.dest else str(repo / params.dest)
     logger = get_run_logger()
