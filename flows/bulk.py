@@ -77,7 +77,8 @@ def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
 
     repo = repo_root()
     model = params.model or f"models:/{model_name(repo)}@champion"
-    model = model if "://" in model else str(repo / model)  # a checkpoint path, like the sources: in the checkout
+    if not model.startswith("models:/") and "://" not in model:  # a checkpoint path: in the checkout, like sources
+        model = str(repo / model)
     sources = [s if "://" in s else str(repo / s) for s in params.sources]
     dest = params.dest if "://" in params.dest else str(repo / params.dest)
     logger = get_run_logger()
