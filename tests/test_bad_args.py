@@ -66,6 +66,7 @@ REGISTRY = {
 
 BULK_COMMON = {  # options compress and decompress share: (changed base options, more args, fragment)
     "SOURCES: none": ({}, [], "Missing argument"),
+    "SOURCES: missing folder": ({}, ["nope/"], "nope/: no such file or folder"),
     "--output: a file": ({"-o": "file"}, [], "exists and is not a folder"),
     "--model: missing checkpoint": ({"-m": "nope.ckpt"}, [], "nope.ckpt"),
     "--model: unknown registered model": ({"-m": "models:/nope@champion"}, [], "no registered model"),

@@ -43,6 +43,11 @@ def _run(mode: str, sources: list[str], output: str, model: str, config: BulkCon
     from texpress.bulk.job import run_bulk
     from texpress.codec.files import file_in_the_way
 
+    from texpress.data import storage
+
+    for source in sources:  # a mistyped SOURCE is a usage error, not a bad item: nothing starts, nothing is written
+        if storage.is_local(source) and not Path(storage.local_path(source)).exists():
+            raise fail(f"{source}: no such file or folder")
     if report_path is not None and (blocking := file_in_the_way(report_path)) is not None:
         raise fail(f"--report {report_path}: {blocking} is a file, not a folder")  # before the job, not after
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
