@@ -10,23 +10,24 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.common import TRANSIENT_RETRIES, model_name, report, repo_root
+from flows.common import TRANSIENT_RETRIES, EndpointUrl, Text, check_local_path, model_name, report, repo_root
 
 
 class BulkParams(BaseModel):
     """A bulk job; relative paths are inside the checkout. Unset fields keep the `bulk:` params."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[str] = Field(["data/raw"], min_length=1,
+    sources: list[Text] = Field(["data/raw"], min_length=1,
                                description="Folders, archives, WebDataset shards or s3:// prefixes.")
-    dest: str = Field("reports/bulk/tpx", description="Destination folder, s3:// prefix (or shards with dest_format).")
-    model: str | None = Field(None, description="Checkpoint or models:/NAME@ALIAS (default: the registered @champion).")
+    dest: Text = Field("reports/bulk/tpx", description="Destination folder, s3:// prefix (or shards with dest_format).")
+    model: Text | None = Field(None, description="Checkpoint or models:/NAME@ALIAS (default: the registered "
+                               "@champion).")
     workers: int | None = Field(None, ge=1, description="Ray actors, one loaded codec each.")
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per actor (0: CPU).")
     batch_size: int | None = Field(None, ge=1, description="Images per actor call.")
     dest_format: Literal["files", "webdataset"] | None = Field(
         None, description="Compress: one .tpx per image, or shards.")
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint for s3:// paths.")
+    endpoint_url: EndpointUrl | None = Field(None, description="S3-compatible endpoint for s3:// paths.")
 
     def config(self, repo):
         """texpress.bulk.config.BulkConfig: params.yaml's `bulk:` section with this run's overrides."""
@@ -41,9 +42,9 @@ class BulkParams(BaseModel):
 class DecompressParams(BulkParams):
     """A bulk decompress job: by default, the store bulk-compress wrote, back to PNG."""
 
-    sources: list[str] = Field(["reports/bulk/tpx"], min_length=1,
+    sources: list[Text] = Field(["reports/bulk/tpx"], min_length=1,
                                description="Compressed stores (.tpx files or shards).")
-    dest: str = Field("reports/bulk/png", description="Destination folder or s3:// prefix for the PNGs.")
+    dest: Text = Field("reports/bulk/png", description="Destination folder or s3:// prefix for the PNGs.")
 
 
 def progress_logger(logger, every_s: float = 10.0):
@@ -58,6 +59,15 @@ def progress_logger(logger, every_s: float = 10.0):
     return show
 
 
+def check_inputs(params: BulkParams) -> None:
+    """Refuse a local source or checkpoint that does not exist before the retried job starts."""
+    repo = repo_root()
+    for source in params.sources:
+        check_local_path(source, repo, "source")
+    if params.model and not params.model.startswith("models:/"):
+        check_local_path(params.model, repo, "model")
+
+
 @task(**TRANSIENT_RETRIES)
 def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
     """One resumable bulk job; bad inputs are counted in the report, not raised."""
@@ -67,6 +77,8 @@ def run_job(mode: str, params: BulkParams) -> dict[str, Any]:
 
     repo = repo_root()
     model = params.model or f"models:/{model_name(repo)}@champion"
+    if not model.startswith("models:/") and "://" not in model:  # a checkpoint path: in the checkout, like sources
+        model = str(repo / model)
     sources = [s if "://" in s else str(repo / s) for s in params.sources]
     dest = params.dest if "://" in params.dest else str(repo / params.dest)
     logger = get_run_logger()
@@ -88,6 +100,7 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
 @flow(name="bulk-compress", log_prints=True)
 def bulk_compress(params: BulkParams = BulkParams()) -> dict[str, Any]:
     """Compress an image store into .tpx files (or shards) with a checkpoint or a registered model."""
+    check_inputs(params)
     result = run_job("compress", params)
     report("bulk-compress", f"bulk compress -> {result['dest']}", _summary(result))
     return result
@@ -96,6 +109,7 @@ def bulk_compress(params: BulkParams = BulkParams()) -> dict[str, Any]:
 @flow(name="bulk-decompress", log_prints=True)
 def bulk_decompress(params: DecompressParams = DecompressParams()) -> dict[str, Any]:
     """Restore a compressed store to PNG, names and folders as they were."""
+    check_inputs(params)
     result = run_job("decompress", params)
     report("bulk-decompress", f"bulk decompress -> {result['dest']}", _summary(result))
     return result

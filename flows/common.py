@@ -13,11 +13,12 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
+from pydantic import StringConstraints
 
 REPO_ENV = "TEXPRESS_REPO"  # the checkout the flows run in; default: the working directory
 TRANSIENT_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
@@ -25,6 +26,23 @@ TRANSIENT_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(back
 
 class StageFailed(RuntimeError):
     """A DVC stage or command exited non-zero; the message is its one-line reason."""
+
+
+# Field types shared by the flows' parameter models: a bad value is refused before anything runs.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # a name or a path: never empty
+EndpointUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+\S*$")]  # http(s)://HOST[:PORT][/...]
+
+
+def check_local_path(path: str, base: Path, what: str) -> None:
+    """Refuse a local path that does not exist (relative paths are inside the checkout), before anything
+    is written; s3:// and other URLs are checked by their own retried tasks."""
+    from texpress.data import storage
+
+    if not storage.is_local(path):
+        return
+    full = base / storage.local_path(path)  # an absolute path stays itself
+    if not full.exists():
+        raise StageFailed(f"{what} {path}: no such file or folder in {base}")
 
 
 def repo_root() -> Path:

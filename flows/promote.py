@@ -10,15 +10,16 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.common import mlflow_links, model_name, registry_config, report, repo_root, tracking_uri
+from flows.common import Text, mlflow_links, model_name, registry_config, report, repo_root, tracking_uri
 
 
 class PromoteParams(BaseModel):
     """Which version to judge; unset fields come from params.yaml and the registry."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, description="Registered model name (default: registry.name, else texpress-PRESET).")
-    version: str | None = Field(None, description="Candidate version (default: the newest version of the model).")
+    name: Text | None = Field(None, description="Registered model name (default: registry.name, else texpress-PRESET).")
+    version: str | None = Field(None, pattern=r"^[1-9][0-9]*$",
+                                description="Candidate version (default: the newest version of the model).")
     dry_run: bool = Field(False, description="Decide and record the decision without moving any alias.")
     max_images: int | None = Field(None, ge=1, description="Evaluate on the first N images of the gate's set only.")
 

@@ -14,16 +14,17 @@ import json
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from prefect import flow, task
 from prefect.cache_policies import INPUTS
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from flows.common import (TRANSIENT_RETRIES, dvc, mlflow_links, model_name, read_json, registry_config, report,
-                          repo_root, set_params, tracking_uri)
+from flows.common import (TRANSIENT_RETRIES, StageFailed, Text, check_local_path, dvc, mlflow_links, model_name,
+                          read_json, registry_config, report, repo_root, set_params, tracking_uri)
 
+RayAddress = Annotated[str, StringConstraints(pattern=r"^(ray://)?[^\s:/]+:\d{1,5}/?$")]  # [ray://]HOST:PORT
 EVAL_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio")
 
 
@@ -32,18 +33,18 @@ class TrainParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     preset: Literal["lite", "base", "hific"] | None = Field(None, description="Model preset (from scratch).")
-    init_from: str | None = Field(None, description="Warm start from a checkpoint path or models:/NAME@ALIAS.")
+    init_from: Text | None = Field(None, description="Warm start from a checkpoint path or models:/NAME@ALIAS.")
     rd_steps: int | None = Field(None, ge=0, description="Rate-distortion steps (phase 1).")
     gan_steps: int | None = Field(None, ge=0, description="Adversarial steps (phase 2).")
     workers: int | None = Field(None, ge=1, description="Ray Train workers.")
     gpus_per_worker: float | None = Field(None, ge=0, description="GPUs per worker (0: CPU).")
     patch_size: int | None = Field(None, ge=16, description="Training crop side in pixels.")
     batch_size: int | None = Field(None, ge=1, description="Crops per worker and step.")
-    ray_address: str | None = Field(None, description="Ray cluster (ray://HOST:10001); default $RAY_ADDRESS, "
-                                    "else a local Ray.")
+    ray_address: RayAddress | None = Field(None, description="Ray cluster (ray://HOST:10001); default "
+                                           "$RAY_ADDRESS, else a local Ray.")
     register_model: bool = Field(True, description="Register the trained model in the MLflow model registry.")
-    model_name: str | None = Field(None, description="Registered model name (default: registry.name, "
-                                   "else texpress-PRESET).")
+    model_name: Text | None = Field(None, description="Registered model name (default: registry.name, "
+                                    "else texpress-PRESET).")
     extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
@@ -61,8 +62,11 @@ def check_ray(address: str) -> None:
     """Reach the Ray cluster's port before training starts (a head node may be restarting)."""
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=10):
-        pass
+    try:
+        with socket.create_connection((host, int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        raise StageFailed(f"Ray cluster {address} not reachable: {exc.strerror or exc}") from None
 
 
 @task
@@ -159,6 +163,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     """Train or warm start the codec on Ray, evaluate it against the classical codecs, and register it."""
     repo = repo_root()
+    if params.init_from and not params.init_from.startswith("models:/"):
+        check_local_path(params.init_from, repo, "init_from")  # before params.yaml changes
     if params.ray_address:
         check_ray(params.ray_address)
     set_params(repo, params.param_changes())

@@ -30,12 +30,23 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
+    from typer._click import exceptions as _click_errors  # typer >= 0.25 carries its own click
+
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation noise from compressai
     app = build_app()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _click_errors.NoArgsIsHelpError as exc:  # a bare group: its help, as before
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        code = exc.exit_code
+    except _click_errors.UsageError as exc:  # a bad option value: one line, not click's framed usage text
+        where = f"{exc.ctx.command_path}: " if exc.ctx else ""
+        code = fail(where + " ".join(exc.format_message().split()), exc.exit_code).exit_code
+    except typer.Abort:
+        code = fail("aborted", 130).exit_code
     except TexpressError as exc:
-        raise SystemExit(fail(str(exc)).exit_code) from None
+        code = fail(str(exc)).exit_code
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from texpress.bulk.config import FILES, WEBDATASET, BulkConfig
-from texpress.console import EXIT_FAILED_ITEMS, err_console, out_console, report_item_error
+from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error
 
 _D = BulkConfig()
 
@@ -22,7 +22,13 @@ CPUS = typer.Option(_D.cpus_per_worker, "--cpus-per-worker", min=0.01, help="CPU
 GPUS = typer.Option(_D.gpus_per_worker, "--gpus-per-worker", min=0.0, help="GPUs per actor (0: CPU only).")
 BATCH = typer.Option(_D.batch_size, "--batch-size", min=1, help="Images per actor call.")
 WDS_IN = typer.Option(False, "--webdataset", help="SOURCE tars are WebDataset shards (members grouped by key).")
-ENDPOINT = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint for s3:// paths "
+def _endpoint(value: Optional[str]) -> Optional[str]:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+ENDPOINT = typer.Option(None, "--endpoint-url", callback=_endpoint, help="S3-compatible endpoint for s3:// paths "
                         "(default: $TEXPRESS_S3_ENDPOINT_URL, else the AWS settings).")
 MAX_PIXELS = typer.Option(_D.max_pixels, "--max-pixels", min=1, help="Refuse images above this many pixels.")
 MAX_BYTES = typer.Option(_D.max_file_bytes, "--max-file-bytes", min=1, help="Refuse input files above this size, unread.")
@@ -35,7 +41,15 @@ def _run(mode: str, sources: list[str], output: str, model: str, config: BulkCon
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from texpress.bulk.job import run_bulk
+    from texpress.codec.files import file_in_the_way
 
+    from texpress.data import storage
+
+    for source in sources:  # a mistyped SOURCE is a usage error, not a bad item: nothing starts, nothing is written
+        if storage.is_local(source) and not Path(storage.local_path(source)).exists():
+            raise fail(f"{source}: no such file or folder")
+    if report_path is not None and (blocking := file_in_the_way(report_path)) is not None:
+        raise fail(f"--report {report_path}: {blocking} is a file, not a folder")  # before the job, not after
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                    TextColumn("{task.fields[stats]}"), console=err_console, transient=True, disable=not progress)
 

@@ -54,6 +54,12 @@ def expand(inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: st
     return jobs, problems
 
 
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file (not folder) among PATH's parents that would stop PATH from being written, if any:
+    checked before long work, so that the work is not lost at the last step."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+
+
 def write_atomic(target: Path, data: bytes | None = None, *, writer=None) -> None:
     """Write to a hidden temporary name beside the target and rename it into place when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)

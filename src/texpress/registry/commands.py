@@ -45,6 +45,8 @@ def register_command(
 
     if (run_id is None) == (checkpoint is None):
         raise fail("give exactly one of --run-id and --checkpoint")
+    if name is not None and not name.strip():
+        raise fail("--name is empty (leave it out for the default name)")
     cfg = _config(params)
     if run_id:
         r = register_run(run_id, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
@@ -124,11 +126,13 @@ def pull_command(
     """Write the checkpoint of a registered version to a plain file."""
     import shutil
 
-    from texpress.codec.files import write_atomic
+    from texpress.codec.files import file_in_the_way, write_atomic
     from texpress.registry.refs import PREFIX, resolve_checkpoint
 
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
+    if (blocking := file_in_the_way(output)) is not None:
+        raise fail(f"{output}: {blocking} is a file, not a folder")
     uri = ref if ref.startswith(PREFIX) else PREFIX + ref
     path = resolve_checkpoint(uri, tracking_uri)
     if (path.suffix == ".safetensors") == (output.suffix == ".safetensors"):

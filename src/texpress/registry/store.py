@@ -44,9 +44,13 @@ class Store:
     artifact_location: str | None = None
 
     def client(self):
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        try:
+            return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        except MlflowException as exc:  # e.g. a scheme MLflow has no store for
+            raise RegistryError(f"{self.uri}: not a usable MLflow store ({first_line(exc).strip()})") from None
 
 
 def open_store(tracking_uri: str | None = None, *, create: bool = True) -> Store:
