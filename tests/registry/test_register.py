@@ -35,7 +35,7 @@ def test_register_tags_and_idempotence(store, checkpoints, images, tmp_path):
     assert json.loads(tags["texpress.config"]) == payload["config"]
     assert float(tags["texpress.decoder_kmac_per_px"]) == pytest.approx(cx.decoder_kmac_per_px, rel=1e-5)
     assert int(tags["texpress.encoder_params"]) == cx.encoder_params
-    assert tags["texpress.preset"] == "lite" and tags["texpress.steps"] == "80"
+    assert tags["texpress.preset"] == "lite" and tags["texpress.steps"] == "200"
     for key in ("texpress.training_run", "texpress.data_version", "texpress.git_commit"):
         assert key in tags
     point = summary["curves"]["texpress"]["points"][0]

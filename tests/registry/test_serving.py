@@ -80,8 +80,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 240.0) -> None:
 
 
 def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """A server process; this venv's bin first on PATH (`mlflow models serve` execs `uvicorn` by name)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "PATH": path, **(env or {})})
 
 
 def stop(proc: subprocess.Popen) -> None:

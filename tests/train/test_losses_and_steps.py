@@ -183,7 +183,7 @@ def test_quantiles_go_to_the_aux_optimizer():
 
 def test_steps_train_both_phases_and_reduce_the_loss():
     torch.manual_seed(0)
-    cfg = TrainConfig(rd_steps=12, gan_steps=4, lr=1e-3, lr_decay_at=1.0)
+    cfg = TrainConfig(rd_steps=20, gan_steps=4, lr=3e-4, lr_decay_at=1.0)  # GDN diverges at 1e-3 from a cold start
     model = build_model(get_preset("lite"), seed=0)
     disc = ConditionalDiscriminator(model.config.latent_channels)
     t = build_trainables(model, disc, cfg)

@@ -114,7 +114,7 @@ def test_short_run_warm_start_mlflow_and_a_usable_checkpoint(local_ray, shards, 
     rid = run.info.run_id
     assert rid == outcome.mlflow_run_id and run.info.status == "FINISHED"
     assert run.data.params["train.preset"] == "lite" and run.data.params["world_size"] == "2"
-    assert run.data.params["model.latent_channels"] == "96"
+    assert run.data.params["model.latent_channels"] == str(get_preset("lite").latent_channels)
     assert run.data.params["init_from"].endswith("init.ckpt")
     assert run.data.tags["data_version"] == dataset_version(shards)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
