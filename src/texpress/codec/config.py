@@ -84,9 +84,9 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Mentzer et al. 2020, "High-Fidelity Generative Image Compression".
     "hific": ModelConfig(),
-    # Learns as fast as CompressAI's mean-scale hyperprior at its cost (docs/architecture.md): GDN/IGDN
+    # CompressAI's mean-scale hyperprior transforms in texpress's layout (docs/architecture.md): GDN/IGDN
     # transforms with 5x5 stride-2 convs at 128 channels, no stem, the last upscale makes RGB.
-    "base": ModelConfig(
+    "base": (BASE := ModelConfig(
         enc_widths=(3, 128, 128, 128, 128),
         latent_channels=192,
         gen_widths=(192, 128, 128, 128, 3),
@@ -98,22 +98,10 @@ PRESETS: dict[str, ModelConfig] = {
         norm="gdn",
         down_kernel=5,
         up_kernel=5,
-    ),
+    )),
     # Asymmetric: base's encoder, a 6x cheaper synthesis (96-64-48-32) and a narrower latent and
     # hyperprior; the encoder runs once, the decoder at every view.
-    "lite": ModelConfig(
-        enc_widths=(3, 128, 128, 128, 128),
-        latent_channels=128,
-        gen_widths=(96, 64, 48, 32, 3),
-        res_blocks=0,
-        hyper_channels=96,
-        upscale="deconv",
-        stem_kernel=0,
-        out_kernel=0,
-        norm="gdn",
-        down_kernel=5,
-        up_kernel=5,
-    ),
+    "lite": BASE.replace(latent_channels=128, gen_widths=(96, 64, 48, 32, 3), hyper_channels=96),
 }
 
 
