@@ -3,6 +3,8 @@
 import os
 import warnings
 
+import pytest
+
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -25,3 +27,21 @@ def isolated_dvc_env(tmp_path, **extra: str) -> dict[str, str]:
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
             "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, **extra}
+
+
+@pytest.fixture(scope="session")
+def lite_ckpt(tmp_path_factory):
+    """An untrained lite checkpoint (seed 0), shared by every test folder that only needs one."""
+    from texpress.codec.checkpoint import build_model, save_checkpoint
+    from texpress.codec.config import get_preset
+
+    path = tmp_path_factory.mktemp("models") / "lite.ckpt"
+    save_checkpoint(build_model(get_preset("lite"), seed=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def codec(lite_ckpt):
+    from texpress.codec.api import Codec
+
+    return Codec.from_checkpoint(lite_ckpt)

@@ -35,16 +35,6 @@ def files_under(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lite_ckpt(tmp_path_factory) -> Path:
-    from texpress.codec.checkpoint import build_model, save_checkpoint
-    from texpress.codec.config import get_preset
-
-    path = tmp_path_factory.mktemp("model") / "lite.ckpt"
-    save_checkpoint(build_model(get_preset("lite"), seed=0), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def photos() -> list[Path]:
     from texpress.samples import sample_photos
 

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from texpress.codec.checkpoint import build_model, save_checkpoint
-from texpress.codec.config import get_preset
 
 BAD_FILES = {"broken/truncated.jpg": "corrupt", "broken/empty.png": "empty", "notes.txt": "not_image",
              "broken/fake.png": "not_image", "broken/big.png": "too_large"}
@@ -69,20 +67,6 @@ def zip_of(files: dict[str, bytes], path: Path) -> Path:
         for name, data in files.items():
             zf.writestr(name, data)
     return path
-
-
-@pytest.fixture(scope="session")
-def lite_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "lite.ckpt"
-    save_checkpoint(build_model(get_preset("lite"), seed=0), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def codec(lite_ckpt):
-    from texpress.codec.api import Codec
-
-    return Codec.from_checkpoint(lite_ckpt)
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,10 @@ def photos() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def lite_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("models") / "lite.ckpt"
-    save_checkpoint(build_model(get_preset("lite"), seed=0), path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def other_ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "lite-seed1.ckpt"
     save_checkpoint(build_model(get_preset("lite"), seed=1), path)
     return path
-
-
-@pytest.fixture(scope="session")
-def codec(lite_ckpt):
-    from texpress.codec.api import Codec
-
-    return Codec.from_checkpoint(lite_ckpt)
 
 
 def crop(path: Path, w: int, h: int, mode: str = "RGB") -> Image.Image:
