@@ -435,8 +435,66 @@ def up(settings: Settings) -> dict:
     return info
 
 
+def _ancestors() -> set[int]:
+    """This process and those above it (a shell whose working folder is in the state folder)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        stat = _stat(pid)
+        pid = int(stat[1]) if stat else 0
+    return pids
+
+
+def stragglers(settings: Settings) -> list[int]:
+    """Live processes that run in the state folder or name it (or Ray's folder) on their command line:
+    children that left their service's process group (a daemonised helper) or were spawned while it
+    was stopping."""
+    roots = {str(settings.state.resolve())}
+    if (settings.state / "ray").is_symlink():
+        roots.add(str((settings.state / "ray").resolve()))
+    found, spared = [], _ancestors()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in spared:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if any(root in cmdline or cwd == root or cwd.startswith(f"{root}/") for root in roots):
+            stat = _stat(entry.name)
+            if stat and stat[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
+
+
+def _stop_stragglers(settings: Settings) -> None:
+    left = stragglers(settings)
+    if left:
+        names = ", ".join(f"{pid} ({_command_name(pid)})" for pid in left)
+        print(f"stopping {len(left)} process(es) left behind by the services: {names}", file=sys.stderr, flush=True)
+    for sig, seconds in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        left = stragglers(settings)
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if not left or _wait(lambda: not stragglers(settings), seconds):
+            return
+
+
 def down(settings: Settings) -> list[str]:
     stopped = [name for name in reversed(PROCESSES) if stop(settings, name)]
+    if stopped:
+        _stop_stragglers(settings)
     ray = settings.state / "ray"
     if ray.is_symlink():  # the short Ray folder in /tmp belongs to this stack
         shutil.rmtree(ray.resolve(), ignore_errors=True)

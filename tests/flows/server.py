@@ -18,6 +18,7 @@ import httpx
 PREFECT = [sys.executable, "-m", "prefect"]
 POOL = "texpress-process"  # prefect.yaml's work pool
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+RETRIED = {429, 502, 503}
 
 
 def free_port() -> int:
@@ -88,10 +89,23 @@ class Api:
             time.sleep(1)
         raise AssertionError(f"prefect server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        r = self.http.post(path, json=body or {})
-        assert r.status_code < 300, f"POST {path}: {r.status_code} {r.text}"
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, tries: int = 6) -> Any:
+        """One call, retried as Prefect's own client retries: a busy server answers 503 (its SQLite
+        database locked) or 429, and a connection may drop."""
+        for attempt in range(tries):
+            try:
+                r = self.http.request(method, path, json=body)
+                if r.status_code not in RETRIED or attempt == tries - 1:
+                    break
+            except httpx.TransportError:
+                if attempt == tries - 1:
+                    raise
+            time.sleep(2**attempt)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
         return r.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.request("POST", path, body or {})
 
     def deployments(self) -> list[dict[str, Any]]:
         return self.post("/deployments/filter")
@@ -104,7 +118,7 @@ class Api:
     def wait(self, flow_run_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            run = self.http.get(f"/flow_runs/{flow_run_id}").json()
+            run = self.request("GET", f"/flow_runs/{flow_run_id}")
             if run["state_type"] in FINAL:
                 return run
             time.sleep(2)

@@ -60,6 +60,13 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid} (gone)"
+
+
 def processes_of(state: Path) -> list[int]:
     """Pids that run in the stack's state folder or name it on their command line (every service
     starts in its own folder there; Ray's processes name their session folder)."""
@@ -320,4 +327,5 @@ def test_the_prefect_train_flow_runs_through_the_stack(tmp_path):
     finally:
         r = stack("down", base)
         shutil.rmtree(state, ignore_errors=True)
-    assert r.returncode == 0 and processes_of(state) == []
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert processes_of(state) == [], [command_line(pid) for pid in processes_of(state)]
