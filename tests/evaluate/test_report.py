@@ -34,6 +34,21 @@ def test_bd_rate_of_every_model_against_every_baseline(curves):
     assert bd["one"]["jpeg"]["psnr-rgb"] is None and "at least 2" in bd["one"]["jpeg"]["note"]
 
 
+def test_a_bd_rate_on_a_sliver_of_overlap_is_flagged(kodak, curves):
+    """A model curve reaching far below the baseline's lowest quality: the BD-rate only speaks for the
+    small part of the model's range the baseline covers, and says so."""
+    jpeg = kodak["jpeg"]["results"]
+    low = min(jpeg["psnr-rgb"])
+    curves["low"] = curve("low", "model", [0.02, 0.05, 0.1, 0.2], [low - 8, low - 4, low - 0.5, low + 0.5],
+                          [0.80, 0.85, 0.9, 0.93])
+    bd = bd_rates(curves)
+    assert bd["low"]["jpeg"]["overlap"]["psnr-rgb"] == pytest.approx(0.5 / 8.5)
+    assert "psnr-rgb" in bd["low"]["jpeg"]["sliver"] and "a sliver" in bd["low"]["jpeg"]["note"]
+    assert bd["m"]["jpeg"]["overlap"]["psnr-rgb"] == pytest.approx(1.0) and bd["m"]["jpeg"]["sliver"] == []
+    metrics = headline_metrics(curves, bd, rate_deltas(curves), 24)
+    assert metrics["bd_rate"]["low_vs_jpeg"]["overlap"]["psnr-rgb"] < 0.5
+
+
 def test_rate_delta_of_single_points_reaches_the_metrics(curves):
     deltas = rate_deltas(curves)
     assert deltas["one"]["jpeg"]["psnr-rgb"] == [pytest.approx(-50.0)]

@@ -23,6 +23,8 @@ from scipy.interpolate import PchipInterpolator
 from texpress.errors import TexpressError
 
 QUALITY_METRICS = ("psnr-rgb", "ms-ssim-rgb")
+# a BD-rate over less than this share of the test curve's quality range is flagged as a sliver
+MIN_OVERLAP = 0.5
 
 
 class BDRateError(TexpressError):
@@ -58,9 +60,10 @@ def _curve(rate: Sequence[float], quality: Sequence[float], which: str) -> tuple
     return q, log_r
 
 
-def bd_rate(rate_a: Sequence[float], quality_a: Sequence[float],
-            rate_b: Sequence[float], quality_b: Sequence[float]) -> float:
-    """BD-rate of curve B against anchor A in percent (PCHIP over log-rate, shared quality range)."""
+def bd_rate_with_overlap(rate_a: Sequence[float], quality_a: Sequence[float],
+                         rate_b: Sequence[float], quality_b: Sequence[float]) -> tuple[float, float]:
+    """(BD-rate of B against A in %, overlap): overlap is the share of B's quality range that A also
+    covers, the part the BD-rate speaks for (below MIN_OVERLAP it is a sliver and says little)."""
     qa, la = _curve(rate_a, quality_a, "A")
     qb, lb = _curve(rate_b, quality_b, "B")
     lo, hi = max(qa[0], qb[0]), min(qa[-1], qb[-1])
@@ -69,7 +72,13 @@ def bd_rate(rate_a: Sequence[float], quality_a: Sequence[float],
                           f"B {qb[0]:.4g}..{qb[-1]:.4g})")
     ia = PchipInterpolator(qa, la).integrate(lo, hi)
     ib = PchipInterpolator(qb, lb).integrate(lo, hi)
-    return float((math.exp((ib - ia) / (hi - lo)) - 1.0) * 100.0)
+    return float((math.exp((ib - ia) / (hi - lo)) - 1.0) * 100.0), float((hi - lo) / (qb[-1] - qb[0]))
+
+
+def bd_rate(rate_a: Sequence[float], quality_a: Sequence[float],
+            rate_b: Sequence[float], quality_b: Sequence[float]) -> float:
+    """BD-rate of curve B against anchor A in percent (PCHIP over log-rate, shared quality range)."""
+    return bd_rate_with_overlap(rate_a, quality_a, rate_b, quality_b)[0]
 
 
 def rate_delta_at(rate_a: Sequence[float], quality_a: Sequence[float], rate: float, quality: float) -> float:

@@ -21,7 +21,8 @@ from typing import Any
 
 from texpress.codec.files import write_atomic
 from texpress.evaluate import figures
-from texpress.evaluate.bdrate import QUALITY_METRICS, BDRateError, bd_rate, quality_axis, rate_delta_at
+from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap,
+                                      quality_axis, rate_delta_at)
 from texpress.evaluate.config import EvalConfig
 from texpress.evaluate.curves import CSV_COLUMNS, FIDELITY, TEXTURE, Curve
 from texpress.evaluate.runner import EvalResult
@@ -62,21 +63,28 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def bd_rates(curves: dict[str, Curve]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{model: {baseline: {"psnr-rgb": %, "ms-ssim-rgb": %, "note": why a value is None}}}."""
+    """{model: {baseline: {"psnr-rgb": %, "ms-ssim-rgb": %, "overlap": {metric: share of the model's
+    quality range the baseline covers}, "sliver": [metrics below MIN_OVERLAP], "note": why}}}."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     models = [c for c in curves.values() if c.kind == "model"]
     baselines = [c for c in curves.values() if c.kind == "baseline"]
     for m in models:
         for b in baselines:
-            entry: dict[str, Any] = {}
+            entry: dict[str, Any] = {"overlap": {}, "sliver": []}
             notes = []
             for metric in QUALITY_METRICS:
                 try:
-                    entry[metric] = bd_rate(b.values("bpp"), quality_axis(b.values(metric), metric),
-                                            m.values("bpp"), quality_axis(m.values(metric), metric))
+                    entry[metric], share = bd_rate_with_overlap(
+                        b.values("bpp"), quality_axis(b.values(metric), metric),
+                        m.values("bpp"), quality_axis(m.values(metric), metric))
                 except BDRateError as exc:
                     entry[metric] = None
                     notes.append(f"{metric}: {exc}")
+                    continue
+                entry["overlap"][metric] = share
+                if share < MIN_OVERLAP:
+                    entry["sliver"].append(metric)
+                    notes.append(f"{metric}: computed on {share:.0%} of the model's quality range only (a sliver)")
             if notes:
                 entry["note"] = "; ".join(notes)
             out.setdefault(m.name, {})[b.name] = entry
@@ -115,7 +123,7 @@ def headline_metrics(curves: dict[str, Curve], bd: dict, deltas: dict, n_images:
             out[c.name] = {k: c.points[0].get(k) for k in keys}
         else:
             out[c.name] = {p["point"]: {k: p.get(k) for k in keys} for p in c.points}
-    out["bd_rate"] = {f"{m}_vs_{b}": {k: v for k, v in e.items() if k != "note"}
+    out["bd_rate"] = {f"{m}_vs_{b}": {k: v for k, v in e.items() if k not in ("note", "sliver")}
                       for m, row in bd.items() for b, e in row.items()}
     single = {m: row for m, row in deltas.items() if len(curves[m].points) == 1}
     if single:

@@ -113,12 +113,14 @@ def print_summary(outcome: Outcome) -> None:
         for model, row in s["bd_rate"].items():
             for baseline, e in row.items():
                 delta = s["rate_delta"][model][baseline]
-                bd.add_row(escape(model), escape(baseline), _pct(e["psnr-rgb"]), _pct(e["ms-ssim-rgb"]),
+                bd.add_row(escape(model), escape(baseline), *(_pct(e[m]) + ("*" if m in e.get("sliver", ()) else "")
+                                                              for m in ("psnr-rgb", "ms-ssim-rgb")),
                            " ".join(_pct(v) for v in delta["psnr-rgb"]), " ".join(_pct(v) for v in delta["ms-ssim-rgb"]))
         out_console.print(bd)
-        out_console.print("BD-rate needs 2+ points per curve (several checkpoints); 'at equal' columns compare each "
-                          "model point with the baseline curve at the same quality ('-': outside its range).",
-                          soft_wrap=True, style="dim")
+        out_console.print("BD-rate needs 2+ points per curve (several checkpoints) and is taken over the quality "
+                          "range both curves cover; '*': that range is under half the model's (a sliver, it says "
+                          "little). 'at equal' columns compare each model point with the baseline curve at the same "
+                          "quality ('-': outside its range).", soft_wrap=True, style="dim")
     done = f"wrote {escape(str(outcome.out_dir))}/ (summary.json, per_image.csv, figures)"
     if outcome.mlflow_uri:
         done += f"; logged to MLflow run at {outcome.mlflow_uri}"
