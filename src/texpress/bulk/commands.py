@@ -16,7 +16,8 @@ bulk_app = typer.Typer(no_args_is_help=True, help="Compress and restore large im
                        "(resumable: run the same command again after an interruption).")
 
 SOURCES = typer.Argument(..., help="Folders, .tar/.tar.gz/.zip archives, WebDataset shards or s3:// prefixes.")
-MODEL = typer.Option(..., "--model", "-m", help="Checkpoint file, or models:/NAME@ALIAS from the model registry.")
+MODEL = typer.Option(None, "--model", "-m", help="Checkpoint file, a shipped model's name (`texpress models shipped`) "
+                     "or models:/NAME@ALIAS from the model registry [default: the shipped lite].")
 WORKERS = typer.Option(_D.workers, "--workers", "-w", min=1, help="Actors, each holding one loaded codec.")
 CPUS = typer.Option(_D.cpus_per_worker, "--cpus-per-worker", min=0.01, help="CPUs (and torch threads) per actor.")
 GPUS = typer.Option(_D.gpus_per_worker, "--gpus-per-worker", min=0.0, help="GPUs per actor (0: CPU only).")
@@ -36,7 +37,7 @@ REPORT = typer.Option(None, "--report", help="Also write the JSON report here (i
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
-def _run(mode: str, sources: list[str], output: str, model: str, config: BulkConfig, report_path: Optional[Path],
+def _run(mode: str, sources: list[str], output: str, model: Optional[str], config: BulkConfig, report_path: Optional[Path],
          progress: bool) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -78,7 +79,7 @@ def compress(
     sources: List[str] = SOURCES,
     output: str = typer.Option(..., "--output", "-o", help="Folder or s3:// prefix for the .tpx outputs, "
                                "the manifest, errors.jsonl and report.json."),
-    model: str = MODEL,
+    model: Optional[str] = MODEL,
     workers: int = WORKERS,
     cpus_per_worker: float = CPUS,
     gpus_per_worker: float = GPUS,
@@ -104,7 +105,7 @@ def compress(
 def decompress(
     sources: List[str] = SOURCES,
     output: str = typer.Option(..., "--output", "-o", help="Folder or s3:// prefix for the restored PNGs."),
-    model: str = MODEL,
+    model: Optional[str] = MODEL,
     workers: int = WORKERS,
     cpus_per_worker: float = CPUS,
     gpus_per_worker: float = GPUS,
@@ -126,7 +127,7 @@ def decompress(
 @bulk_app.command("verify")
 def verify_command(
     dest: str = typer.Argument(..., help="A destination written by `texpress bulk compress`."),
-    model: str = MODEL,
+    model: Optional[str] = MODEL,
     sample: int = typer.Option(16, "--sample", min=1, help="Inputs to decode and compare."),
     all_: bool = typer.Option(False, "--all", help="Decode and compare every input."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),

@@ -139,7 +139,7 @@ def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: 
                           num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None)
 
 
-def run_bulk(mode: str, sources: list[str], dest: str, model: str | Path, config: BulkConfig | None = None, *,
+def run_bulk(mode: str, sources: list[str], dest: str, model: str | Path | None, config: BulkConfig | None = None, *,
              on_progress: Progress | None = None) -> BulkReport:
     """Compress (mode "compress") or decompress SOURCEs into DEST with the model REF; returns the report,
     also written to DEST/report.json. Bad inputs are recorded (DEST/errors.jsonl), never raised."""

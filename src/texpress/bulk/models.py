@@ -1,4 +1,5 @@
-"""`--model REF`: a checkpoint path, or `models:/NAME@ALIAS` resolved by the model registry."""
+"""`--model REF`: a checkpoint path, a shipped model's name, or `models:/NAME@ALIAS` resolved by the
+model registry; without it, the shipped default lite."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from texpress.errors import CheckpointError
 REGISTRY_PREFIX = "models:/"
 
 
-def resolve_model(ref: str | Path) -> Path:
-    """The local checkpoint file behind REF (the registry is imported only for models:/ refs)."""
+def resolve_model(ref: str | Path | None) -> Path:
+    """The local checkpoint file behind REF (the registry is imported only for models:/ refs); a
+    shipped model's name is its file, and None the shipped default lite (texpress.codec.shipped)."""
+    from texpress.codec.refs import resolve
+    from texpress.codec.shipped import default_model
+
+    if ref is None:
+        return default_model().path
     text = str(ref)
     if text.startswith(REGISTRY_PREFIX):
         try:
@@ -18,7 +25,7 @@ def resolve_model(ref: str | Path) -> Path:
         except ImportError:
             raise CheckpointError(f"{text}: this install has no model registry to resolve models:/ references") from None
         return Path(resolve_checkpoint(text))
-    path = Path(text)
+    path = resolve(text)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     return path

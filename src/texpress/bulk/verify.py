@@ -94,7 +94,7 @@ def _tpx(store: Store, record: dict[str, Any], settings: dict[str, Any], shards:
     return f.read() if f else b""
 
 
-def verify(dest: str, model: str | Path, *, sample: int | None = 16, seed: int = 0,
+def verify(dest: str, model: str | Path | None, *, sample: int | None = 16, seed: int = 0,
            endpoint_url: str | None = None) -> VerifyReport:
     """Check DEST (written by `bulk compress`); sample=None checks every input."""
     from texpress.codec.api import Codec

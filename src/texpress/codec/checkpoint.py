@@ -41,13 +41,27 @@ def build_model(cfg: ModelConfig, seed: int | None = None) -> TexpressModel:
     return TexpressModel(cfg)
 
 
+def round_weights_to_half(model: TexpressModel) -> None:
+    """Round every float parameter to its nearest float16 value, in place. A checkpoint that stores
+    them in float16 is then half the size and holds exactly this model (same fingerprint, same
+    bitstreams); buffers (CDF tables, the scale table) keep their own types."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.copy_(p.half().float())
+
+
 def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict[str, Any] | None = None,
-                    update: bool = True) -> str:
-    """Write a ready-to-code checkpoint (CDF tables refreshed unless update=False); returns its fingerprint."""
+                    update: bool = True, half: bool = False) -> str:
+    """Write a ready-to-code checkpoint (CDF tables refreshed unless update=False); returns its fingerprint.
+    half=True rounds the model's weights to float16 first (round_weights_to_half) and stores them so."""
     model = getattr(model, "module", model)  # unwrap DDP
+    if half:
+        round_weights_to_half(model)
     if update:
         model.update(force=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    params = {name for name, p in model.named_parameters() if p.is_floating_point()} if half else set()
+    state = {k: (v.half() if k in params else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fp = fingerprint(model)
     meta = dict(meta or {})
     path = Path(path)

@@ -17,7 +17,9 @@ from texpress.errors import TexpressError
 
 models_app = typer.Typer(no_args_is_help=True, help="List presets, create and inspect checkpoints.")
 
-MODEL_OPTION = typer.Option(..., "--model", "-m", help="Checkpoint file (.ckpt or .safetensors).")
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (.ckpt or .safetensors), a shipped "
+                            "model's name (`texpress models shipped`) or models:/NAME@ALIAS [default: the shipped "
+                            "lite for compress; for decompress, the shipped model that made each file].")
 OUT_OPTION = typer.Option(..., "--output", "-o", help="Output folder (created if missing).")
 FORCE_OPTION = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
 MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", min=1, help="Refuse images above this many pixels "
@@ -109,16 +111,39 @@ def _exit_for(summary: BatchSummary) -> None:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 
 
-def _load_codec(model: Path, max_pixels: Optional[int]):
+def _load_codec(model: Optional[Path], max_pixels: Optional[int]):
     from texpress.codec.api import Codec
+    from texpress.codec.shipped import default_model
 
-    return Codec.from_checkpoint(model, max_pixels=max_pixels)
+    try:
+        return Codec.from_checkpoint(model or default_model().path, max_pixels=max_pixels)
+    except TexpressError as exc:
+        raise fail(str(exc))
+
+
+class ShippedCodecs:
+    """Decompress without --model: the shipped model whose fingerprint each file's header names,
+    each loaded once."""
+
+    def __init__(self, max_pixels: Optional[int]):
+        self.max_pixels, self.loaded = max_pixels, {}
+
+    def for_file(self, data: bytes):
+        from texpress.codec import bitstream
+        from texpress.codec.api import Codec
+        from texpress.codec.shipped import by_fingerprint
+
+        fingerprint = bitstream.unpack(data).header.fingerprint
+        if fingerprint not in self.loaded:
+            self.loaded[fingerprint] = Codec.from_checkpoint(by_fingerprint(fingerprint).path,
+                                                             max_pixels=self.max_pixels)
+        return self.loaded[fingerprint]
 
 
 def compress(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (walked recursively)."),
     output: Path = OUT_OPTION,
-    model: Path = MODEL_OPTION,
+    model: Optional[Path] = MODEL_OPTION,
     force: bool = FORCE_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
 ) -> None:
@@ -141,16 +166,18 @@ def compress(
 def decompress(
     inputs: list[Path] = typer.Argument(..., help=".tpx files and/or folders (walked recursively)."),
     output: Path = OUT_OPTION,
-    model: Path = MODEL_OPTION,
+    model: Optional[Path] = MODEL_OPTION,
     force: bool = FORCE_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
 ) -> None:
     """Restore .tpx files to PNG images (the model must be the one that made them)."""
-    codec = _load_codec(model, max_pixels)
+    codecs = ShippedCodecs(max_pixels) if model is None else None
+    codec = _load_codec(model, max_pixels) if model is not None else None
     _check_output_dir(output)
 
     def work(path: Path):
-        decoding = codec.open(path.read_bytes())  # every check before the output is opened
+        data = path.read_bytes()
+        decoding = (codec or codecs.for_file(data)).open(data)  # every check before the output is opened
         h = decoding.header
         return None, decoding.write_png, h.width * h.height
 
@@ -208,6 +235,8 @@ def models_init(
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.ckpt or .safetensors)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initial weights."),
     upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv or subpixel."),
+    train_quant: Optional[str] = typer.Option(None, "--train-quant", help="Override what the generator reads in "
+                                              "training: ste (rounded latents) or noise (latents plus noise)."),
     force: bool = FORCE_OPTION,
 ) -> None:
     """Write an untrained, ready-to-code checkpoint (for tests and as a training start)."""
@@ -217,8 +246,11 @@ def models_init(
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
     cfg = get_preset(preset)
-    if upscale:
-        cfg = cfg.replace(upscale=upscale)
+    overrides = {k: v for k, v in {"upscale": upscale, "train_quant": train_quant}.items() if v}
+    try:
+        cfg = cfg.replace(**overrides)
+    except TexpressError as exc:
+        raise fail(str(exc))
     try:
         fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
     except OSError as exc:
@@ -236,6 +268,63 @@ def models_show(checkpoint: Path = typer.Argument(..., help="Checkpoint file."))
     cx = measure(load_model(checkpoint))
     out_console.print_json(json.dumps({"file": str(checkpoint), "fingerprint": payload["fingerprint"],
                                        "config": payload["config"], "meta": payload["meta"], **cx.to_dict()}))
+
+
+@models_app.command("shipped")
+def models_shipped() -> None:
+    """The trained models in the repository's models/shipped/ folder (docs/models.md has their cards)."""
+    from texpress.codec.shipped import default_model, shipped_models
+
+    try:
+        models, default = shipped_models(), default_model().name
+    except TexpressError as exc:
+        raise fail(str(exc))
+    t = Table(title="shipped models (val: the 100 held-out photos of docs/models.md)", title_justify="left")
+    for col in ("name", "preset", "lambda", "val bpp", "val PSNR dB", "val MS-SSIM", "file"):
+        t.add_column(col, justify="left" if col in ("name", "preset", "file") else "right")
+    for m in models.values():
+        val = m.info.get("val", {})
+        t.add_row(m.name + (" (default)" if m.name == default else ""), m.preset, f"{m.info.get('lambda', '-')}",
+                  *(f"{val[k]:{f}}" if k in val else "-" for k, f in (("bpp", ".3f"), ("psnr", ".2f"), ("ms_ssim", ".4f"))),
+                  str(m.path))
+    out_console.print(t)
+
+
+@models_app.command("compact")
+def models_compact(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint to compact."),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write."),
+    force: bool = FORCE_OPTION,
+) -> None:
+    """Store a checkpoint's weights in float16: half the size. The weights are rounded first and the
+    CDF tables rebuilt from them, so the file codes exactly what it says (its own fingerprint)."""
+    from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+
+    if output.exists() and not force:
+        raise fail(f"{output} exists (use --force to overwrite)")
+    meta = {**read_checkpoint(checkpoint)["meta"], "weights": "float16"}
+    fp = save_checkpoint(load_model(checkpoint), output, meta=meta, half=True)
+    out_console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, was "
+                      f"{checkpoint.stat().st_size / 1e6:.1f} MB; fingerprint {fp})", markup=False)
+
+
+@models_app.command("ship")
+def models_ship(
+    checkpoint: Path = typer.Argument(..., help="Trained checkpoint."),
+    name: str = typer.Option(..., "--name", help="Shipped name, e.g. lite-q2 (the file is models/shipped/NAME.ckpt)."),
+    val: list[str] = typer.Option([], "--val", help="Held-out images to measure it on (files, folders)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="The rate weight it was trained with (recorded)."),
+    default: bool = typer.Option(False, "--default", help="Make it the model compress uses without --model."),
+) -> None:
+    """Add a trained checkpoint to the shipped models: float16 weights in models/shipped/, an entry in
+    its models.json with the fingerprint and the rate and quality on --val."""
+    from texpress.codec.shipped import ship
+
+    try:
+        shipped = ship(checkpoint, name, val=val, default=default, extra={"lambda": lam} if lam is not None else None)
+    except TexpressError as exc:
+        raise fail(str(exc))
+    out_console.print_json(json.dumps({"name": shipped.name, **shipped.info}))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from texpress.params import build_section
 
 UPSCALE_KINDS = ("deconv", "subpixel", "resize")
 NORM_KINDS = ("channelnorm", "gdn")
+TRAIN_QUANT_KINDS = ("ste", "noise")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ModelConfig:
     norm: `channelnorm` (HiFiC: ChannelNorm + ReLU after every conv) or `gdn` (GDN in the encoder,
         inverse GDN in the generator, Balle et al.: no ReLU).
     down_kernel / up_kernel: kernel of the stride-2 convs and of the upscale convs.
+    train_quant: what the generator reads in training. `ste`: the rounded latents, straight-through
+        gradient (HiFiC; it learns exactly what the bitstream carries). `noise`: the latents plus
+        uniform noise, as the rate term sees them (Balle et al., CompressAI). Coding always rounds.
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -40,6 +44,7 @@ class ModelConfig:
     norm: str = "channelnorm"
     down_kernel: int = 3
     up_kernel: int = 3
+    train_quant: str = "ste"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
@@ -53,6 +58,8 @@ class ModelConfig:
             raise ConfigError(f"upscale must be one of {', '.join(UPSCALE_KINDS)}, got {self.upscale!r}")
         if self.norm not in NORM_KINDS:
             raise ConfigError(f"norm must be one of {', '.join(NORM_KINDS)}, got {self.norm!r}")
+        if self.train_quant not in TRAIN_QUANT_KINDS:
+            raise ConfigError(f"train_quant must be one of {', '.join(TRAIN_QUANT_KINDS)}, got {self.train_quant!r}")
         for name in ("stem_kernel", "out_kernel"):
             k = getattr(self, name)
             if k < 0 or (k and k % 2 == 0):

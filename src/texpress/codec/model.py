@@ -109,8 +109,9 @@ class FastGaussianConditional(GaussianConditional):
 class TexpressModel(CompressionModel):
     """Encoder, generator and mean-scale hyperprior in one CompressionModel.
 
-    The generator always sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
-    training), so what it learns to decode is exactly what the bitstream carries.
+    The generator sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
+    training), so what it learns to decode is exactly what the bitstream carries; with
+    `train_quant: noise` it reads y plus uniform noise in training instead.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -148,8 +149,11 @@ class TexpressModel(CompressionModel):
         z = self.h_a(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
         scales, means = self._y_params(z_hat)
-        _, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
-        y_hat = quantize_ste(y - means) + means
+        y_noisy, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        if self.training and self.config.train_quant == "noise":
+            y_hat = y_noisy
+        else:
+            y_hat = quantize_ste(y - means) + means
         x_hat = self.generator(y_hat)
         return {"x_hat": x_hat, "y": y, "y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 

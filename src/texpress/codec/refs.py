@@ -1,4 +1,5 @@
-"""Checkpoint references: a plain path, or a URI that a higher layer knows how to turn into one.
+"""Checkpoint references: a plain path, a shipped model's name (codec.shipped), or a URI that a higher
+layer knows how to turn into one.
 
 The codec layer may not import the registry (layers: codec <- ... <- registry <- cli), yet every
 place that reads a checkpoint should accept `models:/NAME@ALIAS`. So the codec keeps a table of
@@ -34,4 +35,11 @@ def resolve(ref: str | os.PathLike) -> Path:
     if text.startswith(KNOWN_PREFIXES):
         raise CheckpointError(f"{text}: model URIs need the registry layer "
                               "(call texpress.registry.refs.install() first)")
-    return Path(ref)
+    path = Path(ref)
+    if not path.exists() and "/" not in text:  # a shipped model's name (models/shipped/models.json)
+        from texpress.codec.shipped import by_name
+
+        shipped = by_name(text)
+        if shipped is not None:
+            return shipped.path
+    return path

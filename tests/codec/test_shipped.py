@@ -1,0 +1,103 @@
+"""The trained models shipped in models/: they load, code, match their recorded fingerprints, and the
+CLI uses them when --model is omitted."""
+
+import json
+
+import numpy as np
+import pytest
+
+from texpress.codec import bitstream
+from texpress.codec.api import Codec
+from texpress.codec.shipped import MANIFEST, default_model, models_dir, shipped_models
+from texpress.evaluate.baselines import BASELINES
+from texpress.evaluate.metrics import bpp, psnr
+
+from .conftest import crop
+from .test_cli import texpress
+
+MAX_BYTES = 15 * 2**20
+
+
+@pytest.fixture(scope="module")
+def photo(photos):
+    return np.asarray(crop(photos[0], 256, 256))
+
+
+def test_manifest_names_a_lite_and_a_base_and_a_default_lite():
+    models = shipped_models()
+    presets = {m.preset for m in models.values()}
+    assert {"lite", "base"} <= presets
+    assert default_model().preset == "lite"
+    assert json.loads((models_dir() / MANIFEST).read_text())["default"] in models
+
+
+@pytest.mark.parametrize("name", sorted(json.loads((models_dir() / MANIFEST).read_text())["models"]))
+def test_each_shipped_model_loads_codes_and_matches_its_fingerprint(name, photo):
+    model = shipped_models()[name]
+    assert model.path.stat().st_size <= MAX_BYTES
+    codec = Codec.from_checkpoint(model.path)
+    assert codec.fingerprint == model.fingerprint
+    data = codec.compress(photo)
+    rec = np.asarray(codec.decompress(data).convert("RGB"))
+    assert rec.shape == photo.shape
+    assert psnr(photo, rec) > 18  # trained: an untrained model gives about 10 dB
+    assert bpp(len(data), 256, 256) < 2
+
+
+def test_rate_grows_along_the_lite_curve(photo):
+    lite = sorted((m for m in shipped_models().values() if m.preset == "lite"), key=lambda m: m.info["lambda"],
+                  reverse=True)  # a larger rate weight: fewer bits
+    rates = [len(Codec.from_checkpoint(m.path).compress(photo)) for m in lite]
+    assert len(rates) >= 2 and rates == sorted(rates)
+
+
+def test_the_baseline_sweeps_reach_the_models_lowest_rate(photo):
+    """Every codec that can go as low as the lowest shipped point does so at its lowest setting; the
+    others (JPEG, WebP, JPEG XL) start at their lowest setting (tests/evaluate/test_baselines.py)."""
+    lowest = min(len(Codec.from_checkpoint(m.path).compress(photo)) for m in shipped_models().values())
+    floors = {name: len(b.encode(photo, b.default_qualities[0])) for name, b in BASELINES.items()}
+    assert {n for n, size in floors.items() if size <= lowest} >= {"avif", "heic", "jpeg2000"}, (lowest, floors)
+
+
+def test_compress_and_decompress_use_the_shipped_models_without_model(tmp_path, photos):
+    src = tmp_path / "in"
+    src.mkdir()
+    crop(photos[1], 160, 120).save(src / "a.png")
+    texpress("compress", str(src), "-o", str(tmp_path / "tpx"))
+    data = (tmp_path / "tpx" / "a.tpx").read_bytes()
+    assert bitstream.unpack(data).header.fingerprint == default_model().fingerprint
+    # decompress finds the model each file names, here a shipped one that is not the default
+    other = next(m for m in shipped_models().values() if m.name != default_model().name)
+    texpress("compress", str(src / "a.png"), "-o", str(tmp_path / "tpx2"), "--model", other.name)
+    texpress("decompress", str(tmp_path / "tpx"), str(tmp_path / "tpx2"), "-o", str(tmp_path / "png"))
+    assert len(list((tmp_path / "png").rglob("*.png"))) == 2
+
+
+def test_decompress_without_model_names_an_unknown_fingerprint(tmp_path, photos, lite_ckpt):
+    crop(photos[1], 64, 64).save(tmp_path / "a.png")
+    texpress("compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "tpx"), "-m", str(lite_ckpt))
+    proc = texpress("decompress", str(tmp_path / "tpx"), "-o", str(tmp_path / "png"), check_rc=1)
+    fp = Codec.from_checkpoint(lite_ckpt).fingerprint
+    assert f"made by model {fp}" in proc.stderr and "--model" in proc.stderr
+
+
+def test_a_checkpoint_compacted_to_float16_codes_what_its_fingerprint_says(tmp_path, lite_ckpt, photo):
+    out = tmp_path / "half.ckpt"
+    texpress("models", "compact", str(lite_ckpt), "-o", str(out))
+    assert out.stat().st_size < 0.75 * lite_ckpt.stat().st_size
+    full, half = Codec.from_checkpoint(lite_ckpt), Codec.from_checkpoint(out)
+    data = half.compress(photo)
+    assert Codec.from_checkpoint(out).decompress(data).size == (256, 256)
+    a = np.asarray(full.decompress(full.compress(photo)).convert("RGB"), dtype=float)
+    b = np.asarray(half.decompress(data).convert("RGB"), dtype=float)
+    assert np.abs(a - b).mean() < 1.0  # float16 weights: the same model to within rounding
+
+
+def test_bulk_and_library_refs_take_shipped_names_and_default_to_the_shipped_lite():
+    from texpress.bulk.models import resolve_model
+    from texpress.codec.refs import resolve
+
+    assert resolve_model(None) == default_model().path
+    for model in shipped_models().values():
+        assert resolve_model(model.name) == model.path == resolve(model.name)
+    assert Codec.from_checkpoint(default_model().name).fingerprint == default_model().fingerprint
