@@ -78,6 +78,12 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
     return fp
 
 
+def compact_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> str:
+    """Copy a checkpoint with float16 weights (save_checkpoint(half=True)); returns the new fingerprint."""
+    meta = {**read_checkpoint(source)["meta"], "weights": "float16"}
+    return save_checkpoint(load_model(source), target, meta=meta, half=True)
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw payload: format, config (dict), fingerprint, meta, state_dict.
 

@@ -273,20 +273,21 @@ def models_show(checkpoint: Path = typer.Argument(..., help="Checkpoint file."))
 @models_app.command("shipped")
 def models_shipped() -> None:
     """The trained models in the repository's models/shipped/ folder (docs/models.md has their cards)."""
-    from texpress.codec.shipped import default_model, shipped_models
+    from texpress.codec.shipped import default_model, models_dir, shipped_models
 
     try:
         models, default = shipped_models(), default_model().name
     except TexpressError as exc:
         raise fail(str(exc))
-    t = Table(title="shipped models (val: the 100 held-out photos of docs/models.md)", title_justify="left")
+    t = Table(title=f"shipped models in {models_dir()} (val: the 100 held-out photos of docs/models.md)",
+              title_justify="left")
     for col in ("name", "preset", "lambda", "val bpp", "val PSNR dB", "val MS-SSIM", "file"):
         t.add_column(col, justify="left" if col in ("name", "preset", "file") else "right")
-    for m in models.values():
+    for m in sorted(models.values(), key=lambda m: m.name):
         val = m.info.get("val", {})
         t.add_row(m.name + (" (default)" if m.name == default else ""), m.preset, f"{m.info.get('lambda', '-')}",
                   *(f"{val[k]:{f}}" if k in val else "-" for k, f in (("bpp", ".3f"), ("psnr", ".2f"), ("ms_ssim", ".4f"))),
-                  str(m.path))
+                  m.path.name)
     out_console.print(t)
 
 
@@ -298,12 +299,11 @@ def models_compact(
 ) -> None:
     """Store a checkpoint's weights in float16: half the size. The weights are rounded first and the
     CDF tables rebuilt from them, so the file codes exactly what it says (its own fingerprint)."""
-    from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from texpress.codec.checkpoint import compact_checkpoint
 
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
-    meta = {**read_checkpoint(checkpoint)["meta"], "weights": "float16"}
-    fp = save_checkpoint(load_model(checkpoint), output, meta=meta, half=True)
+    fp = compact_checkpoint(checkpoint, output)
     out_console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, was "
                       f"{checkpoint.stat().st_size / 1e6:.1f} MB; fingerprint {fp})", markup=False)
 

@@ -100,18 +100,17 @@ def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: 
          extra: dict | None = None) -> ShippedModel:
     """Compact `checkpoint` into models/shipped/NAME.ckpt (float16 weights), measure it on `val` and
     record it in models/shipped/models.json (the first model shipped becomes the default)."""
-    from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from texpress.codec.checkpoint import compact_checkpoint, read_checkpoint
     from texpress.codec.files import write_atomic
 
     folder = models_dir()
     target = folder / f"{name}.ckpt"
-    payload = read_checkpoint(checkpoint)
-    fp = save_checkpoint(load_model(checkpoint), target, meta={**payload["meta"], "weights": "float16"}, half=True)
+    fp = compact_checkpoint(checkpoint, target)
     try:
         manifest = _manifest(folder)
     except CheckpointError:
         manifest = {"default": name, "models": {}}
-    entry = {"file": target.name, "fingerprint": fp, "preset": payload["meta"].get("preset", "custom"),
+    entry = {"file": target.name, "fingerprint": fp, "preset": read_checkpoint(target)["meta"].get("preset", "custom"),
              "bytes": target.stat().st_size, **(extra or {})}
     if val:
         entry["val"] = measure(target, val)
