@@ -86,7 +86,7 @@ def warm_start_source(repo: Path) -> str | None:
     init = load_params(repo / "params.yaml", "train").get("init_from")
     if not init:
         return None
-    from texpress.train.loop import read_init
+    from texpress.train.session import read_init
 
     if init.startswith("models:/"):
         from texpress.registry.refs import resolve_checkpoint

@@ -94,7 +94,7 @@ BULK["compress --shard-size"] = (["bulk", "compress", "a.png", "-o", "out", "-m"
                                  "'--shard-size'")
 BULK.update({
     "verify DEST: not a bulk destination": (["bulk", "verify", "nope", "-m", "lite.ckpt"], "not a bulk destination"),
-    "verify --model: missing": (["bulk", "verify", "out"], "Missing option '--model'"),
+    "verify --model: no such file": (["bulk", "verify", "out", "-m", "missing.ckpt"], "no such checkpoint"),
     "verify --sample": (["bulk", "verify", "out", "-m", "lite.ckpt", "--sample", "0"], "'--sample'"),
     "verify --all: takes no value": (["bulk", "verify", "out", "-m", "lite.ckpt", "--all=1"], "does not take a value"),
     "verify --seed": (["bulk", "verify", "out", "-m", "lite.ckpt", "--seed", "x"], "'--seed'"),

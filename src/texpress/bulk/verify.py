@@ -100,6 +100,7 @@ def verify(dest: str, model: str | Path | None, *, sample: int | None = 16, seed
     from texpress.codec.api import Codec
     from texpress.evaluate.metrics import psnr
 
+    checkpoint = resolve_model(model)  # a bad --model is named before DEST is read
     store = Store(dest, endpoint_url)
     try:
         settings = json.loads(store.get(mf.SETTINGS))
@@ -115,7 +116,7 @@ def verify(dest: str, model: str | Path | None, *, sample: int | None = 16, seed
     report.problems += [f"{k}: recorded as done, output missing" for k in sorted(expected - set(found))][:50]
     report.problems += [f"{k}: output without a manifest record" for k in sorted(set(found) - expected)][:50]
     chosen = done if sample is None or sample >= len(done) else random.Random(seed).sample(done, sample)
-    codec = Codec.from_checkpoint(resolve_model(model))
+    codec = Codec.from_checkpoint(checkpoint)
     reader = SourceReader(max(1, max((r["size_in"] for r in chosen), default=1)), endpoint_url)
     shards: dict[str, tarfile.TarFile] = {}
     scores = []
