@@ -1,9 +1,10 @@
 """The trained checkpoints shipped in the repository's models/shipped/ folder, by name (docs/models.md).
 
 models/shipped/models.json lists them: name -> file (in that folder), fingerprint, preset, the rate
-weight it was trained with and its numbers on the val photos. `texpress compress` uses the default one when --model is omitted, `decompress`
-the shipped model whose fingerprint the .tpx header names, and every command that reads a
-checkpoint accepts a shipped name (`lite-q2`) as well as a path or a models:/ URI.
+weight it was trained with and its numbers on the val photos. `texpress compress` uses the default
+one when --model is omitted, `decompress` the shipped model whose fingerprint the .tpx header names,
+and every command that reads a checkpoint accepts a shipped name (`lite-q2`) as well as a path or a
+models:/ URI.
 $TEXPRESS_MODELS_DIR points at another folder with the same layout.
 """
 
@@ -43,17 +44,21 @@ def _manifest(folder: Path) -> dict:
         raise CheckpointError(f"{folder / MANIFEST}: unreadable ({type(exc).__name__})") from None
 
 
+def _models(folder: Path, manifest: dict) -> dict[str, ShippedModel]:
+    return {name: ShippedModel(name, folder / entry["file"], entry["fingerprint"], entry["preset"], entry)
+            for name, entry in manifest["models"].items()}
+
+
 def shipped_models() -> dict[str, ShippedModel]:
     folder = models_dir()
-    return {name: ShippedModel(name, folder / entry["file"], entry["fingerprint"], entry["preset"], entry)
-            for name, entry in _manifest(folder)["models"].items()}
+    return _models(folder, _manifest(folder))
 
 
 def default_model() -> ShippedModel:
-    """The model `texpress compress` uses when --model is omitted."""
+    """The model `texpress compress` uses when --model is omitted (one read of the manifest)."""
     folder = models_dir()
-    name = _manifest(folder)["default"]
-    return shipped_models()[name]
+    manifest = _manifest(folder)
+    return _models(folder, manifest)[manifest["default"]]
 
 
 def by_name(name: str) -> ShippedModel | None:
