@@ -3,8 +3,9 @@
 Reads models/model.ckpt and the test shards (data/shards/test/shard-*.tar), writes reports/eval/:
 metrics.json (declared as DVC metrics), rd.csv and the PNG figures (declared as DVC plots),
 summary.json, per_image.csv and curves/*.json. With MLflow: the numbers and figures go to the run
-named by $MLFLOW_RUN_ID, else (evaluate.mlflow: true) to the training run recorded in the
-checkpoint when the tracking store ($MLFLOW_TRACKING_URI, else ./mlflow.db) has it.
+named by $MLFLOW_RUN_ID, else (evaluate.mlflow: true) to the run that trained the checkpoint (the
+run tagged with its fingerprint) when the tracking store ($MLFLOW_TRACKING_URI, else ./mlflow.db)
+has it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 
-from texpress.console import EXIT_FAILED_ITEMS, fail, warn
+from texpress.console import EXIT_FAILED_ITEMS, fail
 from texpress.errors import TexpressError
 
 PARAMS = "params.yaml"
@@ -23,19 +25,17 @@ OUT = "reports/eval"
 
 
 def _training_run(model: str, tracking_uri: str) -> str | None:
-    """The MLflow run id stored in the checkpoint, if that run exists in the store."""
-    from texpress.codec.checkpoint import read_checkpoint
-    from texpress.evaluate.tracking import TrackingError, check_run
+    """The MLflow run that trained the checkpoint, if the tracking store has it (found by fingerprint)."""
+    from mlflow.tracking import MlflowClient
 
-    run_id = str(read_checkpoint(model).get("meta", {}).get("mlflow_run_id") or "")
-    if not run_id:
-        return None
-    try:
-        check_run(run_id, tracking_uri)
-    except TrackingError as exc:
-        warn(f"the checkpoint names an MLflow run that cannot be used ({exc}); not logging to MLflow")
-        return None
-    return run_id
+    from texpress.codec.checkpoint import read_checkpoint
+    from texpress.evaluate.tracking import find_training_run
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None  # no store yet: do not create one
+    payload = read_checkpoint(model)
+    return find_training_run(MlflowClient(tracking_uri), payload.get("fingerprint"),
+                             (payload.get("meta") or {}).get("mlflow_run_id"))
 
 
 def main() -> int:

@@ -4,7 +4,8 @@ promotion gate (params: registry; docs/registry.md).
 Store: $MLFLOW_TRACKING_URI when set, else ./mlflow.db (artifacts in ./mlartifacts), where the train
 stage logged the run. The version carries the evaluate stage's numbers (reports/eval/summary.json)
 as eval.* tags; the gate evaluates it against @champion on registry.images (the test split) and
-moves the aliases. Writes reports/registry/decision.json: the version and the decision.
+moves the aliases. Writes reports/registry/decision.json: the version and the decision (a record of
+this run, not a DVC output: it depends on the registry's state, which DVC does not see).
 """
 
 from __future__ import annotations

@@ -84,12 +84,14 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
             if isinstance(props, dict) and "template" in props:
                 _copy_dep(props["template"], repo)
 
-    # the stage's inputs: a checkpoint made by a tracked training run, and a test shard
+    # the stage's inputs: a checkpoint made by a tracked training run (the run is tagged with the model's
+    # fingerprint, as training does; the checkpoint names no run), and a test shard
     client = MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("texpress", (tmp_path / "art").as_uri())).info.run_id
+    experiment = client.create_experiment("texpress", (tmp_path / "art").as_uri())
+    client.create_run(experiment, tags={"model_fingerprint": "another-model"})
     (repo / "models").mkdir()
-    save_checkpoint(build_model(get_preset("lite"), seed=0), repo / "models" / "model.ckpt",
-                    meta={"mlflow_run_id": run_id})
+    fp = save_checkpoint(build_model(get_preset("lite"), seed=0), repo / "models" / "model.ckpt", meta={"steps": 0})
+    run_id = client.create_run(experiment, tags={"model_fingerprint": fp}).info.run_id
     _write_test_shard(repo / "data" / "shards" / "test" / "shard-000000.tar", photo_by_name)
 
     _run(["git", "init", "-q"], repo, env)
@@ -118,6 +120,12 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
 
     again = _run(dvc + ["repro", "evaluate"], repo, env)
     assert "Running stage" not in again.stdout + again.stderr
+    # a forced re-run reproduces every declared output byte for byte: only the timings differ, kept apart
+    lock = (repo / "dvc.lock").read_text()
+    timings = (out / "timings.json").read_text()
+    _run(dvc + ["repro", "-f", "evaluate"], repo, env)
+    assert (repo / "dvc.lock").read_text() == lock
+    assert (out / "timings.json").read_text() != timings and "encode_s" in (out / "timings.csv").read_text()
 
     # the same numbers and figures in the training run
     run = client.get_run(run_id)

@@ -66,7 +66,8 @@ def test_ingest_then_train_from_the_api(stack):
 
     run = api.wait(api.run_deployment("texpress-train", {"params": TINY_TRAIN}), timeout=600)
     assert run["state_type"] == "COMPLETED", api.logs(run["id"])[-20:]
-    metrics = json.loads((repo / "models/train_metrics.json").read_text())
+    metrics = {**json.loads((repo / "models/train_metrics.json").read_text()),
+               **json.loads((repo / "models/run.json").read_text())}  # the run id is kept out of the metrics
     assert (repo / "models/model.ckpt").is_file() and metrics["steps"] == 6
     assert (repo / "reports/eval/metrics.json").is_file()
     with sqlite3.connect(repo / "mlflow.db") as db:

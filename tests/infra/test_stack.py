@@ -239,7 +239,7 @@ def test_stack_trains_end_to_end_and_stops_cleanly(tmp_path):
         run(["texpress", "train", "--shards", str(clone / "data" / "shards"), "-o", str(out),
              "--params", str(tmp_path / "tiny.yaml"), "--storage-path", str(tmp_path / "ray_results")],
             tmp_path, env)
-        run_id = json.loads((out / "train_metrics.json").read_text())["mlflow_run_id"]
+        run_id = json.loads((out / "run.json").read_text())["mlflow_run_id"]
 
         # the training ran on the stack's Ray head: its workers logged there
         logs = Path(state / "ray").resolve() / "session_latest" / "logs"
@@ -309,7 +309,7 @@ def test_the_prefect_train_flow_runs_through_the_stack(tmp_path):
         shards = tree(repo / "data" / "shards")
         assert {hashlib.md5(b).hexdigest() for b in shards.values()} <= stored_md5s(env)
 
-        run_id = json.loads((repo / "models" / "train_metrics.json").read_text())["mlflow_run_id"]
+        run_id = json.loads((repo / "models" / "run.json").read_text())["mlflow_run_id"]
         logs = Path(state / "ray").resolve() / "session_latest" / "logs"
         assert any(run_id in p.read_text(errors="replace") for p in logs.glob("worker-*") if p.is_file())
         from mlflow.tracking import MlflowClient

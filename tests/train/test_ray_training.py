@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from texpress.codec.checkpoint import build_model, load_model, save_checkpoint
+from texpress.codec.checkpoint import build_model, load_model, read_checkpoint, save_checkpoint
 from texpress.codec.config import get_preset
 from texpress.train import curves
 from texpress.train.trainer import run_training
@@ -120,6 +120,11 @@ def test_short_run_warm_start_mlflow_and_a_usable_checkpoint(local_ray, shards, 
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(__file__).parent).stdout.strip()
     assert run.data.tags["git_commit"].startswith(head)
+    # the checkpoint names no run or commit (the same training gives the same bytes); run.json does
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["mlflow_run_id"] == rid and record["git_commit"].startswith(head)
+    assert not {"mlflow_run_id", "git_commit"} & set(read_checkpoint(outcome.model_path)["meta"])
+    assert run.data.tags["model_fingerprint"] == read_checkpoint(outcome.model_path)["fingerprint"]
     for name in TRAIN_METRICS:
         assert sorted(x.step for x in client.get_metric_history(rid, name)) == list(range(1, 11)), name
     for name in GAN_METRICS:  # the adversarial phase: steps 7..10

@@ -4,6 +4,8 @@ failed run that ends FAILED in MLflow with its reason."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import subprocess
@@ -106,7 +108,7 @@ def test_standalone_entry_without_ray_mlflow_or_webdataset(photos, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert "model " in proc.stdout and "Mpx/s" in proc.stdout and "validation" in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["model.ckpt", "train_curves.tsv", "train_metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.ckpt", "run.json", "train_curves.tsv", "train_metrics.json"]
     assert not (tmp_path / "mlflow.db").exists()
     assert load_model(out / "model.ckpt").entropy_bottleneck._quantized_cdf.numel() > 0
 
@@ -159,4 +161,8 @@ def test_shards_and_mlflow_on_the_torch_backend(shards, tmp_path, monkeypatch):
     assert sorted(m.step for m in client.get_metric_history(o.mlflow_run_id, "train/loss_rd")) == [1, 2, 3, 4]
     assert sorted(m.step for m in client.get_metric_history(o.mlflow_run_id, "val/psnr")) == [2, 4]
     assert {a.path for a in client.list_artifacts(o.mlflow_run_id, "model")} == {"model/model.ckpt"}
-    assert read_checkpoint(o.model_path)["meta"]["mlflow_run_id"] == o.mlflow_run_id
+    # the model names no run (same training, same bytes); run.json beside it and the run's tag link them
+    fp = read_checkpoint(o.model_path)["fingerprint"]
+    assert "mlflow_run_id" not in read_checkpoint(o.model_path)["meta"] and run.data.tags["model_fingerprint"] == fp
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["mlflow_run_id"] == o.mlflow_run_id and record["model_fingerprint"] == fp

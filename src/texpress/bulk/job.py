@@ -1,7 +1,7 @@
 """run_bulk(): compress or decompress a whole image store on Ray Data, resumably.
 
-    read units (driver lists) -> flat_map(read a unit: rows with bytes and sha256)
-      -> map_batches(CodecWorker, concurrency=workers): one codec per actor, outputs written whole
+    read units (driver lists) -> flat_map(read a unit: rows with bytes and sha256; a few tasks at once)
+      -> map_batches(CodecWorker, ActorPoolStrategy(size=workers)): one codec per actor, outputs written whole
       -> driver: manifest parts, shards (WebDataset destination), progress, report
 
 A re-run of the same job reads the manifest first and skips every input recorded as done with the
@@ -120,7 +120,7 @@ def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: 
     import logging
 
     import ray
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
     gpus = ray.cluster_resources().get("GPU", 0)
     if config.gpus_per_worker and gpus < config.gpus_per_worker:
@@ -131,7 +131,10 @@ def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: 
     ctx.verbose_stats_logs = False
     ctx.target_max_block_size = 1 << 20  # small blocks: rows of one archive spread over the actors, steady progress
     ds = ray.data.from_items([{"unit": u.to_json()} for u in units], override_num_blocks=len(units))
-    ds = ds.flat_map(_read_unit, fn_kwargs={"config": config, "mode": mode, "done": [ray.put(done)]}, num_cpus=0)
+    # readers reserve no CPU (the actors get the cores) but are few: with no bound Ray Data starts a task, and
+    # soon a process, per unit; hundreds of them starve the actors and crashed Ray workers on 2 cores
+    ds = ds.flat_map(_read_unit, fn_kwargs={"config": config, "mode": mode, "done": [ray.put(done)]}, num_cpus=0,
+                     compute=TaskPoolStrategy(size=max(2, config.workers)))
     worker_args = {"mode": mode, "checkpoint": [ray.put(checkpoint.read_bytes())], "suffix": checkpoint.suffix,
                    "dest": dest, "config": config}
     return ds.map_batches(CodecWorker, fn_constructor_kwargs=worker_args, batch_size=config.batch_size,

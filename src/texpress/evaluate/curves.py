@@ -1,9 +1,10 @@
 """R-D curves: per-image records, their aggregation into curve points, and curve files.
 
 A curve file is CompressAI's result JSON (`name`, `description`, `results` with lists `bpp`,
-`psnr-rgb`, `ms-ssim-rgb`) plus texpress's extra lists (texture scores, timings, quality) and keys
+`psnr-rgb`, `ms-ssim-rgb`) plus texpress's extra lists (texture scores, quality) and keys
 (`kind`, `settings`, `points`). CompressAI's own files and texpress's are read the same way; a
-summary.json holding several curves is read with `PATH#CURVE`.
+summary.json holding several curves is read with `PATH#CURVE`. Timings are kept apart
+(`timing_means`): they change from run to run, the rest is a function of the images and models.
 """
 
 from __future__ import annotations
@@ -52,14 +53,20 @@ class Record:
 
     def row(self) -> dict[str, Any]:
         """The per_image.csv row: metric columns named as in the curve files (psnr-rgb, hf-ratio ...)."""
-        return {column_name(k): v for k, v in asdict(self).items()}
+        return {column_name(k): v for k, v in asdict(self).items() if k not in TIMES}
+
+    def timing_row(self) -> dict[str, Any]:
+        """The timings.csv row: which image at which point, and its seconds."""
+        return {"image": self.image, "curve": self.curve, "point": self.point,
+                "encode_s": self.encode_s, "decode_s": self.decode_s}
 
 
 def column_name(field_name: str) -> str:
-    return field_name if field_name in ("encode_s", "decode_s") else field_name.replace("_", "-")
+    return field_name.replace("_", "-")
 
 
-CSV_COLUMNS = [column_name(f) for f in Record.__dataclass_fields__]
+CSV_COLUMNS = [column_name(f) for f in Record.__dataclass_fields__ if f not in TIMES]
+TIMING_COLUMNS = ["image", "curve", "point", *TIMES]
 
 
 @dataclass
@@ -78,10 +85,7 @@ class Curve:
     def results(self) -> dict[str, list]:
         """CompressAI-style `results`: one list per metric, points in order of rate."""
         keys = ["bpp", "psnr-rgb", "ms-ssim-rgb", *TEXTURE, "quality"]
-        out = {k: [p.get(k) for p in self.points] for k in keys}
-        out["encoding_time"] = [p.get("encode_s") for p in self.points]
-        out["decoding_time"] = [p.get("decode_s") for p in self.points]
-        return out
+        return {k: [p.get(k) for p in self.points] for k in keys}
 
     def to_file_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.label, "kind": self.kind, "settings": self.settings,
@@ -99,25 +103,39 @@ def _mean(values: list[float], geometric: bool = False) -> float:
     return sum(vals) / len(vals)
 
 
-def aggregate(records: list[Record], curves: dict[str, Curve], images: list[str]) -> None:
-    """Fill each curve's points with the means over `images` (arithmetic; geometric for hf-ratio).
-
-    Points are ordered by rate. Means are over per-image values, as CompressAI averages Kodak."""
+def _groups(records: list[Record], images: list[str]) -> dict[tuple[str, str], list[Record]]:
+    """The records of `images`, by (curve, point)."""
     keep = set(images)
     groups: dict[tuple[str, str], list[Record]] = {}
     for r in records:
         if r.image in keep:
             groups.setdefault((r.curve, r.point), []).append(r)
+    return groups
+
+
+def aggregate(records: list[Record], curves: dict[str, Curve], images: list[str]) -> None:
+    """Fill each curve's points with the means over `images` (arithmetic; geometric for hf-ratio).
+
+    Points are ordered by rate. Means are over per-image values, as CompressAI averages Kodak."""
+    groups = _groups(records, images)
     for curve in curves.values():
         points = []
         for (cname, point), recs in groups.items():
             if cname != curve.name:
                 continue
             p: dict[str, Any] = {"point": point, "quality": recs[0].quality, "images": len(recs)}
-            for m in (*FIDELITY, *TEXTURE, *TIMES):
+            for m in (*FIDELITY, *TEXTURE):
                 p[m] = _mean([r.value(m) for r in recs], geometric=m in GEOMETRIC)
             points.append(p)
         curve.points = sorted(points, key=lambda p: (p["bpp"], p["point"]))
+
+
+def timing_means(records: list[Record], images: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """{curve: {point: {encode_s, decode_s}}}: mean seconds per image over `images`."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (cname, point), recs in sorted(_groups(records, images).items()):
+        out.setdefault(cname, {})[point] = {m: _mean([r.value(m) for r in recs]) for m in TIMES}
+    return out
 
 
 # ---- reading curve files ------------------------------------------------------------------------

@@ -3,10 +3,13 @@ curve, rd.csv (every curve point, one row each), rd_long.csv (the same, one row 
 metric: what the DVC plot reads), and the figures. Every file goes to a temporary name in the
 output folder and is renamed when complete.
 
-summary.json: the config, the images, each curve with its points (fidelity, texture scores,
-timings) and settings, BD-rates of every model curve against every baseline for PSNR and MS-SSIM,
-and the rate difference of each model point against each baseline at equal quality.
+summary.json: the config, the images, each curve with its points (fidelity, texture scores) and
+settings, BD-rates of every model curve against every baseline for PSNR and MS-SSIM, and the rate
+difference of each model point against each baseline at equal quality.
 metrics.json: the headline numbers for `dvc metrics show` and MLflow (model points, BD-rates).
+timings.csv and timings.json: encode and decode seconds per image and their means per point, and
+when the run was. They are the only outputs that differ between two runs on the same inputs, so
+the DVC stage leaves them out of its outputs and a re-run leaves dvc.lock as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from texpress.evaluate import figures
 from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap,
                                       quality_axis, rate_delta_at)
 from texpress.evaluate.config import EvalConfig
-from texpress.evaluate.curves import CSV_COLUMNS, FIDELITY, TEXTURE, Curve
+from texpress.evaluate.curves import CSV_COLUMNS, FIDELITY, TEXTURE, TIMING_COLUMNS, Curve, timing_means
 from texpress.evaluate.runner import EvalResult
 
 # rd_long.csv: one row per (point, metric), the form DVC's faceted plot template reads
@@ -151,6 +154,7 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "curves").mkdir(exist_ok=True)
     write_text(out_dir / "per_image.csv", _csv_text([r.row() for r in result.records], CSV_COLUMNS))
+    write_timings(out_dir, result, images_in_means)
 
     rd_rows = [{"curve": c.name, "kind": c.kind, "point": p["point"], "bpp": p["bpp"], "psnr-rgb": p["psnr-rgb"],
                 "ms-ssim-rgb": p["ms-ssim-rgb"],
@@ -185,7 +189,6 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
 
     summary = {
         "texpress_version": texpress_version,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": cfg.to_dict(),
         "images": {"count": n, "in_means": images_in_means,
                    "read": len(result.images),
@@ -198,12 +201,20 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
         "figure": {"image": result.figure_image,
                    "crop": None if result.figure_box is None else vars(result.figure_box)},
         "files": {"per_image": "per_image.csv", "rd": "rd.csv", "rd_long": "rd_long.csv", "metrics": "metrics.json",
+                  "timings": "timings.json", "timings_per_image": "timings.csv",
                   "curves": {k: f"curves/{k}.json" for k in curves}, "figures": written},
     }
     write_json(out_dir / "summary.json", summary)
     write_json(out_dir / "metrics.json", headline_metrics(curves, bd, deltas, n))
     _remove_stale(out_dir, curves, written)
     return summary
+
+
+def write_timings(out_dir: Path, result: EvalResult, images_in_means: list[str]) -> None:
+    """timings.csv (per image and point) and timings.json (means per point, and when)."""
+    write_text(out_dir / "timings.csv", _csv_text([r.timing_row() for r in result.records], TIMING_COLUMNS))
+    write_json(out_dir / "timings.json", {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                          "seconds_per_image": timing_means(result.records, images_in_means)})
 
 
 def _remove_stale(out_dir: Path, curves: dict[str, Curve], figures_written: dict[str, str]) -> None:

@@ -6,7 +6,7 @@ Metrics (MlflowClient.log_batch; step = index of the point in order of rate):
     eval/rate_delta/<model>_vs_<baseline>/<metric>                  (step = model point)
     eval/images                                                      (step 0)
 Artifacts: the whole output folder under `eval/` (summary.json, metrics.json, per_image.csv,
-rd.csv, curves/, the PNG figures). Tags: eval.images, eval.baselines, eval.models.
+rd.csv, timings, curves/, the PNG figures). Tags: eval.images, eval.baselines, eval.models.
 
 The store is MLFLOW_TRACKING_URI when set, else `sqlite:///<working dir>/mlflow.db`, the same
 default the training stage uses, so a run made by `dvc repro train` is found by `evaluate`.
@@ -61,6 +61,29 @@ def metrics_of(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
                 for step, v in enumerate(values):
                     out.append((_metric_key("eval", "rate_delta", f"{model}_vs_{baseline}", m), v, step))
     return [(k, float(v), s) for k, v, s in out if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def find_training_run(client, fingerprint: str | None, run_id: str | None = None) -> str | None:
+    """The MLflow run that trained a model, if the store has it: `run_id` (older checkpoints name it in
+    their meta), else the newest run tagged with the model's fingerprint. Checkpoints no longer carry
+    run ids: a run id differs from run to run and would make every `dvc repro` rewrite dvc.lock."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if run_id:
+            client.get_run(run_id)
+            return run_id
+    except MlflowException:
+        pass
+    if not fingerprint:
+        return None
+    try:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(experiments, f"tags.model_fingerprint = '{fingerprint}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    except MlflowException:
+        return None
+    return runs[0].info.run_id if runs else None
 
 
 def check_run(run_id: str, tracking_uri: str | None = None) -> str:

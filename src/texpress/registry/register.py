@@ -1,7 +1,8 @@
 """Registering a checkpoint as a model version: the pyfunc model is logged into a run (the training
-run when the store has it, else a run of the registry's own experiment), then a version is created
-from it with the model tags. Registration is idempotent: a checkpoint whose fingerprint is already
-a version of NAME returns that version (with its eval tags refreshed)."""
+run, found by the model's fingerprint, when the store has it, else a run of the registry's own
+experiment), then a version is created from it with the model tags. Registration is idempotent: a
+checkpoint whose fingerprint is already a version of NAME returns that version (with its eval tags
+refreshed)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from texpress.evaluate.tracking import find_training_run
 from texpress.registry.config import RegistryConfig
 from texpress.registry.store import RegistryError, Store, check_name, mlflow_errors, name_lock, open_store
 from texpress.registry.tags import FINGERPRINT, eval_tags, model_tags
@@ -90,8 +92,9 @@ def register_checkpoint(checkpoint: str | os.PathLike, name: str | None = None, 
                 for k, v in extra.items():
                     client.set_model_version_tag(name, found.version, k, v)
                 return Registered(name, str(found.version), fp, found.run_id or "", created=False)
-            training_run = run_id or _run_in_store(client, (payload.get("meta") or {}).get("mlflow_run_id"))
-            tags = {**model_tags(checkpoint, training_run), **extra}
+            training_run = run_id or find_training_run(client, fp, (payload.get("meta") or {}).get("mlflow_run_id"))
+            commit = client.get_run(training_run).data.tags.get("git_commit") if training_run else None
+            tags = {**model_tags(checkpoint, training_run, commit), **extra}
             run_id = training_run or _registry_run(client, store, cfg, fp)
             source = _log_pyfunc(client, run_id, checkpoint)
             mv = client.create_model_version(name, source, run_id=run_id, tags=tags,

@@ -26,8 +26,10 @@ def _fmt(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def model_tags(checkpoint: str | os.PathLike, training_run: str | None) -> dict[str, str]:
-    """Tags from a checkpoint file: its identity, metadata and measured size."""
+def model_tags(checkpoint: str | os.PathLike, training_run: str | None,
+               git_commit: str | None = None) -> dict[str, str]:
+    """Tags from a checkpoint file: its identity, metadata and measured size; the commit is the training
+    run's (newer checkpoints do not record it)."""
     from texpress.codec.checkpoint import load_model, read_checkpoint
     from texpress.codec.complexity import measure
 
@@ -45,7 +47,7 @@ def model_tags(checkpoint: str | os.PathLike, training_run: str | None) -> dict[
         "texpress.steps": meta.get("steps", 0 if meta.get("trained") is False else None),
         "texpress.training_run": training_run or meta.get("mlflow_run_id") or "none",
         "texpress.data_version": meta.get("data_version") or "unknown",
-        "texpress.git_commit": meta.get("git_commit") or "unknown",
+        "texpress.git_commit": git_commit or meta.get("git_commit") or "unknown",
     }
     return {k: v for k, v in ((k, _fmt(v)) for k, v in tags.items()) if v is not None}
 

@@ -26,7 +26,18 @@ STATE_FILE = "train_state.pt"
 MODEL_FILE = "model.ckpt"
 METRICS_FILE = "train_metrics.json"
 CURVES_FILE = "train_curves.tsv"
+RUN_FILE = "run.json"  # which run made the model (run id, store, commit): beside it, never inside it
 STATE_FORMAT = "texpress-train-state"
+
+
+def write_run_record(folder: Path, record: dict[str, Any]) -> None:
+    """folder/run.json: the provenance that changes from run to run, kept out of the model and its metrics
+    so that the same training gives the same bytes (a DVC stage declares those, not this)."""
+    import json
+
+    from texpress.codec.files import write_atomic
+
+    write_atomic(Path(folder) / RUN_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_init(path: str | os.PathLike) -> dict[str, Any]:

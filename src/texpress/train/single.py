@@ -41,7 +41,7 @@ import torch
 
 from texpress.errors import ConfigError, InputError, TexpressError
 from texpress.train.config import TrainConfig
-from texpress.train.session import MODEL_FILE, Session, open_session, read_init
+from texpress.train.session import MODEL_FILE, Session, open_session, read_init, write_run_record
 from texpress.train.stepper import Hooks, run_steps, say
 from texpress.train.trainer import TrainingError
 
@@ -338,9 +338,12 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
         tracker.fail(f"stopped at step {s.step} ({stop.reason}); the same command resumes it", status="KILLED")
         return SingleOutcome(model_path=None, stopped=True, metrics={}, seconds=time.perf_counter() - started,
                              **common)
-    meta = {"preset": cfg.preset, "steps": s.step, "target_bpp": cfg.target_bpp, "mlflow_run_id": s.run_id or "",
-            "data_version": tags["data_version"], "git_commit": tags["git_commit"], "backend": "torch"}
+    meta = {"preset": cfg.preset, "steps": s.step, "target_bpp": cfg.target_bpp,  # run id, commit: MLflow tags
+            "data_version": tags["data_version"], "backend": "torch"}
     metrics = write_final(s, out_dir, val_items=val_items, tracker=tracker, meta=meta, last=result.last)
+    write_run_record(out_dir, {"model_fingerprint": metrics.get("model_fingerprint"),
+                               "mlflow_run_id": s.run_id or "", "tracking_uri": uri, "git_commit": tags["git_commit"], "steps": s.step,
+                               "device": str(s.device), "seconds": round(time.perf_counter() - started, 1)})
     tracker.set_tags({f"throughput_{k}": f"{v:.3f}" for k, v in result.throughput.items()})
     tracker.finish("FINISHED")
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the same command now trains afresh

@@ -33,7 +33,7 @@ from typing import Any
 from texpress.data.config import LoaderConfig
 from texpress.errors import InputError, TexpressError
 from texpress.train.config import TrainConfig
-from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE
+from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE, write_run_record
 
 COMPLETE_MARKER = ".texpress-complete"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
@@ -285,8 +285,11 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
                     files[name_out] = out_dir / name_out
         if MODEL_FILE not in files:
             raise TrainingError("the final checkpoint holds no model")
-        mark_complete(storage, name, {"model_fingerprint": metrics.get("model_fingerprint"),
-                                      "mlflow_run_id": metrics.get("mlflow_run_id"), "steps": metrics.get("step")})
+        record = {"model_fingerprint": metrics.get("model_fingerprint"),
+                  "mlflow_run_id": metrics.get("mlflow_run_id"), "steps": metrics.get("step")}
+        write_run_record(out_dir, {**record, "tracking_uri": uri, "git_commit": commit, "run_name": name,
+                                   "seconds": round(time.perf_counter() - started, 1)})
+        mark_complete(storage, name, record)
     finally:
         if started_ray:
             ray.shutdown()

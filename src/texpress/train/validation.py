@@ -113,7 +113,7 @@ def write_final(s: Session, folder: Path, *, val_items: list, tracker, meta: dic
                             step)
     metrics.update(final, model_fingerprint=model_fp)
     summary = {**final, "steps": step, "train_bpp": metrics.get("train_bpp"), "train_psnr": metrics.get("train_psnr"),
-               "model_fingerprint": model_fp, "mlflow_run_id": s.run_id or ""}
+               "model_fingerprint": model_fp}
     try:
         pngs = curves.plot_curves(s.history, folder / "curves", rd_steps=s.cfg.rd_steps if s.cfg.gan_steps else None,
                                   target_bpp=s.cfg.target_bpp if s.cfg.fixed_lambda is None else None)
