@@ -342,7 +342,8 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
             "data_version": tags["data_version"], "backend": "torch"}
     metrics = write_final(s, out_dir, val_items=val_items, tracker=tracker, meta=meta, last=result.last)
     write_run_record(out_dir, {"model_fingerprint": metrics.get("model_fingerprint"),
-                               "mlflow_run_id": s.run_id or "", "tracking_uri": uri, "git_commit": tags["git_commit"], "steps": s.step,
+                               "mlflow_run_id": s.run_id or "", "tracking_uri": uri,
+                               "git_commit": tags["git_commit"], "steps": s.step,
                                "device": str(s.device), "seconds": round(time.perf_counter() - started, 1)})
     tracker.set_tags({f"throughput_{k}": f"{v:.3f}" for k, v in result.throughput.items()})
     tracker.finish("FINISHED")
