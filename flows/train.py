@@ -125,6 +125,9 @@ def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address
         dvc("repro", "--force", "--single-item", stages[0], cwd=repo, env=env)
     dvc("repro", *stages, cwd=repo, env=env)
     train_metrics = read_json(repo / "models" / "train_metrics.json")
+    run = read_json(repo / "models" / "run.json")  # the MLflow run id, kept out of the DVC metrics
+    if run.get("model_fingerprint") == train_metrics.get("model_fingerprint"):
+        train_metrics["mlflow_run_id"] = run.get("mlflow_run_id")
     eval_metrics = read_json(repo / "reports" / "eval" / "metrics.json")
     return {"train": train_metrics, "eval": eval_metrics, "fingerprint": run_fingerprint}
 
