@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from texpress.console import EXIT_FAILED_ITEMS, fail
 from texpress.errors import TexpressError
@@ -30,8 +29,9 @@ def _training_run(model: str, tracking_uri: str) -> str | None:
 
     from texpress.codec.checkpoint import read_checkpoint
     from texpress.evaluate.tracking import find_training_run
+    from texpress.train.tracking import sqlite_store_missing
 
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+    if sqlite_store_missing(tracking_uri):
         return None  # no store yet: do not create one
     payload = read_checkpoint(model)
     return find_training_run(MlflowClient(tracking_uri), payload.get("fingerprint"),

@@ -203,6 +203,30 @@ def test_steps_train_both_phases_and_reduce_the_loss():
     assert not torch.equal(model.entropy_bottleneck.quantiles, q_before)  # aux optimizer stepped
 
 
+def test_disc_warmup_trains_d_while_the_codec_stays_on_the_rd_loss():
+    cfg = TrainConfig(rd_steps=1, gan_steps=3, disc_warmup_steps=2, lr_decay_at=1.0)
+    model = build_model(get_preset("lite"), seed=0)
+    disc = ConditionalDiscriminator(model.config.latent_channels)
+    t = build_trainables(model, disc, cfg)
+    rate = RateController(cfg.target_bpp, cfg.lambda_a, cfg.lambda_b)
+    x = torch.rand(2, 3, 64, 64)
+    history = [train_step(t, x, s, cfg, CodecLoss(cfg.k_m), rate) for s in range(cfg.total_steps)]
+    assert "loss_d" not in history[0]
+    for warm in history[1:3]:  # D learns; no adversarial term reaches the codec
+        assert "loss_d" in warm and "loss_adv" not in warm and warm["loss_g"] == warm["loss_rd"]
+    assert "loss_adv" in history[3] and history[3]["loss_g"] > history[3]["loss_rd"]
+
+
+def test_disc_warmup_counts_within_the_adversarial_phase():
+    with pytest.raises(ConfigError, match="disc_warmup_steps"):
+        TrainConfig(rd_steps=10, gan_steps=5, disc_warmup_steps=6)
+    from texpress.data.config import LoaderConfig
+    from texpress.train.config import with_options
+
+    cfg, _ = with_options(TrainConfig(), LoaderConfig(), steps=100, gan_steps=40, disc_warmup=30)
+    assert (cfg.rd_steps, cfg.gan_steps, cfg.disc_warmup_steps) == (60, 40, 30)
+
+
 def test_warm_start_payloads(tmp_path):
     from texpress.train.session import STATE_FORMAT, read_init
 

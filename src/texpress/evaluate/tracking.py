@@ -91,8 +91,10 @@ def check_run(run_id: str, tracking_uri: str | None = None) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from texpress.train.tracking import sqlite_store_missing
+
     uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if sqlite_store_missing(uri):
         raise TrackingError(f"MLflow run {run_id} not found: there is no store at {uri}")  # and do not create one
     try:
         MlflowClient(uri).get_run(run_id)

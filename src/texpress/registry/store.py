@@ -56,7 +56,7 @@ class Store:
 def open_store(tracking_uri: str | None = None, *, create: bool = True) -> Store:
     """The store to use; an http(s) server is checked first (an unreachable one is one RegistryError,
     not minutes of retries), a missing local sqlite file is an error unless `create`."""
-    from texpress.train.tracking import resolve_tracking
+    from texpress.train.tracking import resolve_tracking, sqlite_store_missing
 
     if tracking_uri and tracking_uri.startswith("sqlite:///"):  # artifacts beside the database, as train does
         db = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -68,9 +68,8 @@ def open_store(tracking_uri: str | None = None, *, create: bool = True) -> Store
         store = Store(uri, artifacts)
     if store.uri.startswith(("http://", "https://")):
         _check_server(store.uri)
-    elif store.uri.startswith("sqlite:///") and not create:
-        if not Path(store.uri.removeprefix("sqlite:///")).is_file():
-            raise RegistryError(f"no MLflow store at {store.uri}")
+    elif not create and sqlite_store_missing(store.uri):
+        raise RegistryError(f"no MLflow store at {store.uri}")
     return store
 
 

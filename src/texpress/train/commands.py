@@ -69,6 +69,8 @@ def train_command(
     steps: Optional[int] = typer.Option(None, help="Total steps, shared between the rate-distortion and the "
                                         "adversarial phase in the params' proportion (see --gan-steps)."),
     gan_steps: Optional[int] = typer.Option(None, help="Steps of the adversarial phase, out of the total (0: none)."),
+    disc_warmup: Optional[int] = typer.Option(None, help="The adversarial phase's first steps train D only; the "
+                                              "codec stays on the rate-distortion loss meanwhile."),
     batch_size: Optional[int] = typer.Option(None, help="Crops per batch (per worker)."),
     crop: Optional[int] = typer.Option(None, help="Side of the square training crops."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of the codec."),
@@ -123,8 +125,8 @@ def train_command(
         changes["gpus_per_worker"] = gpus_per_worker
     if changes:
         cfg = cfg.replace(**changes)
-    cfg, loader_cfg = with_options(cfg, loader_cfg, preset=preset, steps=steps, gan_steps=gan_steps, lr=lr,
-                                   warmup=warmup, fixed_lambda=fixed_lambda, target_bpp=target_bpp,
+    cfg, loader_cfg = with_options(cfg, loader_cfg, preset=preset, steps=steps, gan_steps=gan_steps,
+                                   disc_warmup=disc_warmup, lr=lr, warmup=warmup, fixed_lambda=fixed_lambda, target_bpp=target_bpp,
                                    checkpoint_every=checkpoint_every, batch_size=batch_size, crop=crop, seed=seed)
     init_from = init_from if init_from is not None else cfg.init_from  # params.yaml's train.init_from
     if init_from is not None and preset is not None:

@@ -39,6 +39,9 @@ class TrainConfig:
     k_p, lpips_weights, lpips_net: LPIPS weight, a local weights file (never downloaded; null = off)
         and its backbone (alex, vgg, squeeze).
     beta: weight of the adversarial term -log D(x', y) in phase 2.
+    disc_warmup_steps: the first steps of phase 2 train D only: the codec goes on with the
+        rate-distortion loss (beta 0) until D has learned to tell x from x' (a fresh D facing a
+        trained codec sits at chance for hundreds of steps and gives the generator no signal).
     clip_grad_norm: max gradient norm of the codec and D (0 = off).
     checkpoint_every: a Ray checkpoint every K steps (a failure loses at most K steps).
     keep_checkpoints: Ray checkpoints kept in storage.
@@ -76,6 +79,7 @@ class TrainConfig:
     lpips_weights: str | None = None
     lpips_net: str = "alex"
     beta: float = 0.15
+    disc_warmup_steps: int = 0
     clip_grad_norm: float = 1.0
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
@@ -90,7 +94,7 @@ class TrainConfig:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        ints = ("rd_steps", "gan_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
+        ints = ("rd_steps", "gan_steps", "disc_warmup_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
                 "keep_checkpoints", "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
         for name in ints:
             value = getattr(self, name)
@@ -115,6 +119,9 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_steps must not be negative, got {self.warmup_steps}")
         if self.rd_steps < 0 or self.gan_steps < 0 or self.rd_steps + self.gan_steps < 1:
             raise ConfigError("train.rd_steps + train.gan_steps must be at least 1 (neither negative)")
+        if not 0 <= self.disc_warmup_steps <= self.gan_steps:
+            raise ConfigError(f"train.disc_warmup_steps must be between 0 and train.gan_steps ({self.gan_steps}), "
+                              f"got {self.disc_warmup_steps}")
         for name in ("workers", "cpus_per_worker", "checkpoint_every", "keep_checkpoints", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
@@ -167,14 +174,16 @@ class TrainConfig:
 
 
 def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None, steps: int | None = None,
-                 gan_steps: int | None = None, lr: float | None = None, warmup: int | None = None,
+                 gan_steps: int | None = None, disc_warmup: int | None = None, lr: float | None = None,
+                 warmup: int | None = None,
                  fixed_lambda: float | None = None, target_bpp: float | None = None,
                  checkpoint_every: int | None = None, batch_size: int | None = None, crop: int | None = None,
                  seed: int | None = None) -> tuple[TrainConfig, Any]:
     """(TrainConfig, LoaderConfig) with the command-line overrides that are not None.
 
     steps is the total; gan_steps (0: no adversarial phase) takes its share from it, else the
-    total is split in the proportion rd_steps : gan_steps."""
+    total is split in the proportion rd_steps : gan_steps; disc_warmup (D-only steps) counts within
+    the adversarial phase."""
     changes = {k: v for k, v in {"preset": preset, "lr": lr, "warmup_steps": warmup, "fixed_lambda": fixed_lambda,
                                  "target_bpp": target_bpp, "checkpoint_every": checkpoint_every,
                                  "seed": seed}.items() if v is not None}
@@ -187,6 +196,8 @@ def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None
         cfg = cfg.replace(rd_steps=total - gan_steps, gan_steps=gan_steps)
     elif steps is not None:
         cfg = cfg.with_total_steps(steps)
+    if disc_warmup is not None:
+        cfg = cfg.replace(disc_warmup_steps=disc_warmup)
     loader_changes = {k: v for k, v in {"batch_size": batch_size, "patch_size": crop, "seed": seed}.items()
                       if v is not None}
     if loader_changes:

@@ -364,6 +364,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="init_from", type=Path, help="warm start from this checkpoint")
     p.add_argument("--steps", type=int, help="total steps (rate-distortion + adversarial)")
     p.add_argument("--gan-steps", type=int, help="steps of the adversarial phase, from the total (0: none)")
+    p.add_argument("--disc-warmup", type=int,
+                   help="the adversarial phase's first steps train D only (the codec stays on the R-D loss)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, help="side of the square training crops")
     p.add_argument("--lr", type=float, help="Adam learning rate of the codec")
@@ -390,9 +392,9 @@ def configs_from_args(args: argparse.Namespace):
         loader_cfg = LoaderConfig.from_dict(load_params(args.params, "loader"))
     else:
         cfg, loader_cfg = TrainConfig(), LoaderConfig()
-    return with_options(cfg, loader_cfg, preset=args.preset, steps=args.steps, gan_steps=args.gan_steps, lr=args.lr,
-                        warmup=args.warmup, fixed_lambda=args.fixed_lambda, target_bpp=args.target_bpp,
-                        checkpoint_every=args.checkpoint_every, batch_size=args.batch_size, crop=args.crop,
+    return with_options(cfg, loader_cfg, preset=args.preset, steps=args.steps, gan_steps=args.gan_steps,
+                        disc_warmup=args.disc_warmup, lr=args.lr, warmup=args.warmup,
+                        fixed_lambda=args.fixed_lambda, target_bpp=args.target_bpp, checkpoint_every=args.checkpoint_every, batch_size=args.batch_size, crop=args.crop,
                         seed=args.seed)
 
 

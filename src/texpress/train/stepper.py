@@ -86,7 +86,8 @@ class _Window:
 
     def line(self, s: Session, stats: dict[str, float], mpx_per_step: float) -> str:
         speed = self.n / max(1e-9, time.perf_counter() - self.t0)
-        phase = "rd" if s.step <= s.cfg.rd_steps else "gan"
+        phase = ("rd" if s.step <= s.cfg.rd_steps
+                 else "D" if s.step <= s.cfg.rd_steps + s.cfg.disc_warmup_steps else "gan")
         extra = f" D(x)={stats['d_real']:.2f} D(x')={stats['d_fake']:.2f}" if "d_real" in stats else ""
         mean = {k: v / self.n for k, v in self.sums.items()}
         return (f"step {s.step}/{s.cfg.total_steps} [{phase}] bpp {mean['bpp']:.3f} psnr {mean['psnr']:.2f} "

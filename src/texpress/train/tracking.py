@@ -39,6 +39,11 @@ def resolve_tracking(workdir: str | os.PathLike | None = None) -> tuple[str, str
     return f"sqlite:///{base / DEFAULT_DB}", (base / DEFAULT_ARTIFACTS).as_uri()
 
 
+def sqlite_store_missing(uri: str) -> bool:
+    """True for a local sqlite store whose file does not exist: readers must not create one by asking."""
+    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
+
+
 def _quiet_store_setup() -> None:
     """MLflow's sqlite store announces every table it creates on INFO: not news for a user."""
     import logging
