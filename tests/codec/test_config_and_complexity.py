@@ -133,3 +133,11 @@ def test_rgb_conv_is_the_layer_that_makes_rgb(changes, out_channels):
     conv = TexpressModel(get_preset("lite").replace(**changes)).generator.rgb_conv
     channels = conv.out_channels
     assert channels == out_channels
+
+
+def test_preset_name_recognises_an_architecture_whatever_its_training_quantization():
+    from texpress.codec.config import preset_name
+
+    assert preset_name(get_preset("base").replace(train_quant="noise")) == "base"
+    assert preset_name(get_preset("lite")) == "lite"
+    assert preset_name(get_preset("lite").replace(latent_channels=64)) == "custom"

@@ -8,6 +8,7 @@ import pytest
 
 from texpress.codec import bitstream
 from texpress.codec.api import Codec
+from texpress.codec.checkpoint import RAGGED_VERSION, read_checkpoint
 from texpress.codec.shipped import MANIFEST, default_model, models_dir, shipped_models
 from texpress.evaluate.baselines import BASELINES
 from texpress.evaluate.metrics import bpp, psnr
@@ -43,11 +44,34 @@ def test_each_shipped_model_loads_codes_and_matches_its_fingerprint(name, photo)
     assert bpp(len(data), 256, 256) < 2
 
 
-def test_rate_grows_along_the_lite_curve(photo):
-    lite = sorted((m for m in shipped_models().values() if m.preset == "lite"), key=lambda m: m.info["lambda"],
-                  reverse=True)  # a larger rate weight: fewer bits
-    rates = [len(Codec.from_checkpoint(m.path).compress(photo)) for m in lite]
-    assert len(rates) >= 2 and rates == sorted(rates)
+def test_rate_grows_along_each_shipped_curve(photo):
+    curves: dict[str, list] = {}
+    for m in shipped_models().values():
+        curves.setdefault(m.curve, []).append(m)
+    assert len(curves["lite"]) >= 2
+    for points in curves.values():
+        points.sort(key=lambda m: m.info["lambda"], reverse=True)  # a larger rate weight: fewer bits
+        rates = [len(Codec.from_checkpoint(m.path).compress(photo)) for m in points]
+        assert rates == sorted(rates), [m.name for m in points]
+
+
+def test_ship_adds_a_float16_model_with_its_curve_and_val_numbers(tmp_path, photos, lite_ckpt, monkeypatch):
+    folder = tmp_path / "shipped"
+    monkeypatch.setenv("TEXPRESS_MODELS_DIR", str(folder))
+    (tmp_path / "val").mkdir()
+    crop(photos[2], 96, 64).save(tmp_path / "val" / "a.png")
+    texpress("models", "ship", str(lite_ckpt), "--name", "x-q1", "--lambda", "0.6", "--val", str(tmp_path / "val"))
+    texpress("models", "ship", str(lite_ckpt), "--name", "x-q1-gan", "--curve", "lite-gan", "--lambda", "0.6")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["default"] == "x-q1"  # the first model shipped
+    plain, gan = manifest["models"]["x-q1"], manifest["models"]["x-q1-gan"]
+    assert plain["curve"] == plain["preset"]  # by default, the curve of its preset
+    assert (gan["curve"], gan["lambda"]) == ("lite-gan", 0.6)
+    assert plain["val"]["images"] == 1 and plain["val"]["bpp"] > 0 and "val" not in gan
+    assert Codec.from_checkpoint(folder / "x-q1-gan.ckpt").fingerprint == gan["fingerprint"]
+    assert (folder / "x-q1.ckpt").stat().st_size < 0.75 * lite_ckpt.stat().st_size
+    listing = texpress("models", "shipped").stdout
+    assert "x-q1-gan" in listing and "lite-gan" in listing
 
 
 def test_the_baseline_sweeps_reach_the_models_lowest_rate(photo):
@@ -84,8 +108,11 @@ def test_decompress_without_model_names_an_unknown_fingerprint(tmp_path, photos,
 def test_a_checkpoint_compacted_to_float16_codes_what_its_fingerprint_says(tmp_path, lite_ckpt, photo):
     out = tmp_path / "half.ckpt"
     texpress("models", "compact", str(lite_ckpt), "-o", str(out))
-    assert out.stat().st_size < 0.75 * lite_ckpt.stat().st_size
+    assert out.stat().st_size < 0.6 * lite_ckpt.stat().st_size  # float16 weights, CDF tables without padding
+    payload = read_checkpoint(out)
+    assert payload["format_version"] == RAGGED_VERSION
     full, half = Codec.from_checkpoint(lite_ckpt), Codec.from_checkpoint(out)
+    assert half.fingerprint == payload["fingerprint"]  # the padded tables come back exactly
     data = half.compress(photo)
     assert Codec.from_checkpoint(out).decompress(data).size == (256, 256)
     a = np.asarray(full.decompress(full.compress(photo)).convert("RGB"), dtype=float)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.heavy
 
 TRAIN_METRICS = ["train/bpp", "train/mse", "train/psnr", "train/loss_rd", "train/loss_g", "train/lambda"]
 GAN_METRICS = ["train/loss_d", "train/d_real", "train/d_fake"]
-VAL_METRICS = ["val/bpp", "val/psnr", "val/ms_ssim"]
+VAL_METRICS = ["val/bpp", "val/psnr", "val/ms_ssim", "val/checkerboard", "val/texture_distance"]
 
 
 def texpress(*args: str, env: dict | None = None, check_rc: int | None = 0, cwd=None) -> subprocess.CompletedProcess:

@@ -83,6 +83,20 @@ def test_an_interrupted_run_resumes_to_the_same_weights(photos, tmp_path):
         train_single(cfg.replace(lr=1e-4), loader_cfg, tmp_path / "other", images=train, device="cpu", mlflow=False)
 
 
+def test_a_warm_start_records_its_checkpoints_preset_not_train_preset(photos, tmp_path):
+    """The architecture comes from the --from checkpoint, so does the preset in the new checkpoint."""
+    from texpress.codec.checkpoint import build_model, save_checkpoint
+    from texpress.codec.config import get_preset
+
+    train, _ = photos
+    torch.set_num_threads(1)
+    save_checkpoint(build_model(get_preset("base").replace(train_quant="noise"), seed=0), tmp_path / "base.ckpt")
+    cfg, loader_cfg = small(rd_steps=1, gan_steps=0)  # train.preset is lite
+    done = train_single(cfg, loader_cfg, tmp_path / "out", images=train, init_from=tmp_path / "base.ckpt",
+                        device="cpu", mlflow=False)
+    assert read_checkpoint(done.model_path)["meta"]["preset"] == "base"
+
+
 def _blocking_env(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH with a sitecustomize that makes every import of the BLOCKED packages fail."""
     shim = tmp_path / "shim"

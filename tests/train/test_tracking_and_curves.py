@@ -84,6 +84,7 @@ def test_validate_likelihoods_and_real_bitstream_agree():
     assert real["bpp"] == pytest.approx(est["bpp"], rel=0.25)  # entropy coding is close to the estimate
     assert real["psnr"] == pytest.approx(est["psnr"], abs=0.05)  # same quantized latents, same decoder
     assert math.isfinite(real["ms_ssim"])
+    assert real["checkerboard"] >= 0 and 0 <= real["texture_distance"] <= 1
     grid = image_grid(pairs)
     assert grid.dtype == np.uint8 and grid.shape[2] == 3 and grid.shape[1] > grid.shape[0]
 

@@ -18,7 +18,9 @@ from texpress.codec.model import TexpressModel
 from texpress.errors import CheckpointError, ConfigError
 
 FORMAT = "texpress-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # full CDF tables
+RAGGED_VERSION = 2  # CDF tables stored without their zero padding (float16 checkpoints)
+RAGGED = ".ragged"
 
 
 def fingerprint(model: TexpressModel) -> str:
@@ -62,20 +64,50 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
         model.update(force=True)
     params = {name for name, p in model.named_parameters() if p.is_floating_point()} if half else set()
     state = {k: (v.half() if k in params else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = ragged_cdfs(state)
+    version = RAGGED_VERSION if half else FORMAT_VERSION
     fp = fingerprint(model)
     meta = dict(meta or {})
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(model.config.to_dict()),
+        header = {"format": FORMAT, "format_version": str(version), "config": json.dumps(model.config.to_dict()),
                   "fingerprint": fp, "meta": json.dumps(meta)}
         write_atomic(path, writer=lambda p: save_file(state, str(p), metadata=header))
     else:
-        payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+        payload = {"format": FORMAT, "format_version": version, "config": model.config.to_dict(),
                    "fingerprint": fp, "meta": meta, "state_dict": state}
         write_atomic(path, writer=lambda p: torch.save(payload, p))
     return fp
+
+
+def ragged_cdfs(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each `*._quantized_cdf` table as one flat tensor of its rows' first `_cdf_length` entries.
+
+    The tables are padded with zeros to their longest row: base's Gaussian table is 256 x 3133 int32
+    (3.2 MB) of which about 0.4 MB are used. Dropping the padding is exact (padded_cdfs restores it)."""
+    out = dict(state)
+    for key in [k for k in state if k.endswith("._quantized_cdf")]:
+        lengths = state[key.removesuffix("_quantized_cdf") + "_cdf_length"].tolist()
+        table = out.pop(key)
+        out[key + RAGGED] = torch.cat([row[:n] for row, n in zip(table, lengths)])
+    return out
+
+
+def padded_cdfs(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of ragged_cdfs: full zero-padded tables, as the entropy coder holds them."""
+    out = dict(state)
+    for key in [k for k in state if k.endswith("._quantized_cdf" + RAGGED)]:
+        name = key.removesuffix(RAGGED)
+        lengths = state[name.removesuffix("_quantized_cdf") + "_cdf_length"].tolist()
+        flat = out.pop(key)
+        table = torch.zeros(len(lengths), max(lengths, default=0), dtype=flat.dtype)
+        for i, row in enumerate(torch.split(flat, lengths)):
+            table[i, :len(row)] = row
+        out[name] = table
+    return out
 
 
 def compact_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> str:
@@ -111,8 +143,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable texpress checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a texpress checkpoint")
-    if payload.get("format_version") != FORMAT_VERSION:
+    if payload.get("format_version") not in (FORMAT_VERSION, RAGGED_VERSION):
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported")
+    if payload["format_version"] == RAGGED_VERSION:
+        payload["state_dict"] = padded_cdfs(payload["state_dict"])
     return payload
 
 

@@ -281,11 +281,12 @@ def models_shipped() -> None:
         raise fail(str(exc))
     t = Table(title=f"shipped models in {models_dir()} (val: the 100 held-out photos of docs/models.md)",
               title_justify="left")
-    for col in ("name", "preset", "lambda", "val bpp", "val PSNR dB", "val MS-SSIM", "file"):
-        t.add_column(col, justify="left" if col in ("name", "preset", "file") else "right")
+    for col in ("name", "curve", "preset", "lambda", "val bpp", "val PSNR dB", "val MS-SSIM", "file"):
+        t.add_column(col, justify="left" if col in ("name", "curve", "preset", "file") else "right")
     for m in sorted(models.values(), key=lambda m: m.name):
         val = m.info.get("val", {})
-        t.add_row(m.name + (" (default)" if m.name == default else ""), m.preset, f"{m.info.get('lambda', '-')}",
+        t.add_row(m.name + (" (default)" if m.name == default else ""), m.curve, m.preset,
+                  f"{m.info.get('lambda', '-')}",
                   *(f"{val[k]:{f}}" if k in val else "-" for k, f in (("bpp", ".3f"), ("psnr", ".2f"), ("ms_ssim", ".4f"))),
                   m.path.name)
     out_console.print(t)
@@ -315,13 +316,16 @@ def models_ship(
     val: list[str] = typer.Option([], "--val", help="Held-out images to measure it on (files, folders)."),
     lam: Optional[float] = typer.Option(None, "--lambda", help="The rate weight it was trained with (recorded)."),
     default: bool = typer.Option(False, "--default", help="Make it the model compress uses without --model."),
+    curve: Optional[str] = typer.Option(None, "--curve", help="The rate-distortion curve it belongs to, e.g. "
+                                        "lite-gan for an adversarial variant (default: its preset)."),
 ) -> None:
     """Add a trained checkpoint to the shipped models: float16 weights in models/shipped/, an entry in
     its models.json with the fingerprint and the rate and quality on --val."""
     from texpress.codec.shipped import ship
 
     try:
-        shipped = ship(checkpoint, name, val=val, default=default, extra={"lambda": lam} if lam is not None else None)
+        shipped = ship(checkpoint, name, val=val, default=default, curve=curve,
+                       extra={"lambda": lam} if lam is not None else None)
     except TexpressError as exc:
         raise fail(str(exc))
     out_console.print_json(json.dumps({"name": shipped.name, **shipped.info}))

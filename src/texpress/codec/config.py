@@ -112,6 +112,15 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def preset_name(cfg: ModelConfig) -> str:
+    """The preset whose architecture `cfg` is (its training quantization aside), else "custom".
+    A warm start keeps its checkpoint's architecture, whatever train.preset says."""
+    for name, preset in PRESETS.items():
+        if preset.replace(train_quant=cfg.train_quant) == cfg:
+            return name
+    return "custom"
+
+
 def get_preset(name: str) -> ModelConfig:
     try:
         return PRESETS[name]

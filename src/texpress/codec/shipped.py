@@ -34,6 +34,11 @@ class ShippedModel:
     preset: str
     info: dict
 
+    @property
+    def curve(self) -> str:
+        """The rate-distortion curve it is a point of: its preset, unless shipped with another (lite-gan)."""
+        return self.info.get("curve", self.preset)
+
 
 def _manifest(folder: Path) -> dict:
     try:
@@ -102,7 +107,7 @@ def measure(checkpoint: Path, images: list[str]) -> dict:
 
 
 def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: bool = False,
-         extra: dict | None = None) -> ShippedModel:
+         curve: str | None = None, extra: dict | None = None) -> ShippedModel:
     """Compact `checkpoint` into models/shipped/NAME.ckpt (float16 weights), measure it on `val` and
     record it in models/shipped/models.json (the first model shipped becomes the default)."""
     from texpress.codec.checkpoint import compact_checkpoint, read_checkpoint
@@ -115,7 +120,8 @@ def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: 
         manifest = _manifest(folder)
     except CheckpointError:
         manifest = {"default": name, "models": {}}
-    entry = {"file": target.name, "fingerprint": fp, "preset": read_checkpoint(target)["meta"].get("preset", "custom"),
+    preset = read_checkpoint(target)["meta"].get("preset", "custom")
+    entry = {"file": target.name, "fingerprint": fp, "preset": preset, "curve": curve or preset,
              "bytes": target.stat().st_size, **(extra or {})}
     if val:
         entry["val"] = measure(target, val)

@@ -126,15 +126,17 @@ def train_command(
     if changes:
         cfg = cfg.replace(**changes)
     cfg, loader_cfg = with_options(cfg, loader_cfg, preset=preset, steps=steps, gan_steps=gan_steps,
-                                   disc_warmup=disc_warmup, lr=lr, warmup=warmup, fixed_lambda=fixed_lambda, target_bpp=target_bpp,
-                                   checkpoint_every=checkpoint_every, batch_size=batch_size, crop=crop, seed=seed)
+                                   disc_warmup=disc_warmup, lr=lr, warmup=warmup, fixed_lambda=fixed_lambda,
+                                   target_bpp=target_bpp, checkpoint_every=checkpoint_every, batch_size=batch_size,
+                                   crop=crop, seed=seed)
     init_from = init_from if init_from is not None else cfg.init_from  # params.yaml's train.init_from
     if init_from is not None and preset is not None:
         from texpress.console import warn
 
         warn("--preset is ignored with --from: the architecture comes from the checkpoint")
     where = f"{cfg.workers} worker(s)" if backend == "ray" else "one process"
-    err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial "
+    start = f"from {init_from}" if init_from is not None else f"preset {cfg.preset}"
+    err_console.print(f"training {start}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial "
                       f"steps, {where}, patches {loader_cfg.patch_size}px x {loader_cfg.batch_size}",
                       highlight=False)
     if backend == "torch":

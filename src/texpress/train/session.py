@@ -98,6 +98,13 @@ class Session:
     warm_start: str | None = None  # the --from source, None from scratch
 
     @property
+    def preset(self) -> str:
+        """The preset of the model being trained (from its checkpoint on a warm start)."""
+        from texpress.codec.config import preset_name
+
+        return preset_name(self.model_cfg)
+
+    @property
     def resumed(self) -> bool:
         return bool(self.resumed_from)
 

@@ -121,7 +121,7 @@ def save_checkpoint_pair(s: Session, ckpt_dir: Path, identity: str, keep: int) -
     from texpress.codec.files import write_atomic
 
     model_path, resume_path = _paths(ckpt_dir, s.step)
-    save_checkpoint(s.t.codec, model_path, meta={"steps": s.step, "preset": s.cfg.preset, "partial": True})
+    save_checkpoint(s.t.codec, model_path, meta={"steps": s.step, "preset": s.preset, "partial": True})
     state = {**s.state(with_model=False), "format": RESUME_FORMAT, "identity": identity}
     write_atomic(resume_path, writer=lambda tmp: torch.save(state, tmp))
     steps = sorted(int(p.name.split("_")[1].split(".")[0]) for p in ckpt_dir.glob("step_*.resume.pt"))
@@ -293,7 +293,7 @@ def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, im
     from texpress.train.tracking import git_commit
 
     commit = git_commit()
-    tags = {"data_version": data_version, "git_commit": commit or "unknown", "preset": cfg.preset,
+    tags = {"data_version": data_version, "git_commit": commit or "unknown", "preset": s.preset,
             "backend": "torch", "device": str(dev), "output": str(out_dir.resolve()), "run_identity": identity}
     params = {"init_from": s.warm_start or "none", "data": str(images or shards), "amp": str(amp)}
     tracker, uri = open_tracker(mlflow, s, loader_cfg, params=params, tags=tags, tracking_dir=tracking_dir)
@@ -338,7 +338,7 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
         tracker.fail(f"stopped at step {s.step} ({stop.reason}); the same command resumes it", status="KILLED")
         return SingleOutcome(model_path=None, stopped=True, metrics={}, seconds=time.perf_counter() - started,
                              **common)
-    meta = {"preset": cfg.preset, "steps": s.step, "target_bpp": cfg.target_bpp,  # run id, commit: MLflow tags
+    meta = {"preset": s.preset, "steps": s.step, "target_bpp": cfg.target_bpp,  # run id, commit: MLflow tags
             "data_version": tags["data_version"], "backend": "torch"}
     metrics = write_final(s, out_dir, val_items=val_items, tracker=tracker, meta=meta, last=result.last)
     write_run_record(out_dir, {"model_fingerprint": metrics.get("model_fingerprint"),

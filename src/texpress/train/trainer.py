@@ -233,7 +233,10 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     base = run_name or f"texpress-{run_identity(cfg, loader_cfg, shards, version, init_source)}"
     name = choose_run_name(storage, base, explicit=run_name is not None)
     commit = git_commit()
-    tags = {"data_version": version, "git_commit": commit or "unknown", "preset": cfg.preset,
+    from texpress.codec.config import ModelConfig, preset_name
+
+    preset = preset_name(ModelConfig.from_dict(init_payload["model_config"])) if init_payload else cfg.preset
+    tags = {"data_version": version, "git_commit": commit or "unknown", "preset": preset,
             "ray_run_name": name, "ray_storage_path": storage}
     if commit:
         tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")

@@ -1,10 +1,12 @@
 """Validation during training and the final outputs of a run, for both trainers.
 
-`validate` measures bpp, PSNR and MS-SSIM on the validation images (from the likelihoods, or from
-the real bitstream at the end); `log_validation` sends them and an originals-beside-
-reconstructions grid to the tracker; `write_final` writes the ready-to-code `model.ckpt` (entropy
-coder updated), `train_metrics.json`, `train_curves.tsv` and `curves/*.png` (when matplotlib is
-installed) into a folder and logs them as artifacts.
+`validate` measures bpp, PSNR, MS-SSIM and the evaluation's checkerboard and texture-statistics
+scores on the validation images (from the likelihoods, or from the real bitstream at the end), so a
+run that starts to invent periodic artifacts shows it in its curves, not only at evaluation;
+`log_validation` sends them and an originals-beside-reconstructions grid to the tracker;
+`write_final` writes the ready-to-code `model.ckpt` (entropy coder updated), `train_metrics.json`,
+`train_curves.tsv` and `curves/*.png` (when matplotlib is installed) into a folder and logs them as
+artifacts.
 """
 
 from __future__ import annotations
@@ -19,23 +21,26 @@ import torch.nn.functional as F
 from texpress.train import curves
 from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE, Session
 
+VAL_KEYS = ("bpp", "psnr", "ms_ssim", "checkerboard", "texture_distance")  # logged as val/<key>
+
 
 @torch.no_grad()
 def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = False,
              grid_images: int = 0) -> tuple[dict[str, float], list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Mean bpp, PSNR and MS-SSIM over `items` (key, (1,3,H,W) in [0,1]).
+    """Mean bpp, PSNR, MS-SSIM, checkerboard and texture distance over `items` (key, (1,3,H,W) in [0,1]).
 
     bitstream=False: bpp from the likelihoods of the eval-mode forward pass (quantized latents, so
     the reconstruction is what the decoder would produce). bitstream=True: real entropy coding of y
     and z (needs an updated model) and decoding from the bytes. Inputs are padded (replicate) to a
     multiple of 64 and the output is cropped back; bpp counts the bits over the original pixels."""
     from texpress.codec.model import pad_to_multiple
+    from texpress.evaluate.texture import TextureReference
     from texpress.train.losses import MSE_255, bits_per_pixel, ms_ssim_any, psnr_from_mse_255
 
     was_training = codec.training
     codec.eval()
     device = next(codec.parameters()).device
-    bpps, psnrs, msssims, pairs = [], [], [], []
+    bpps, psnrs, msssims, checkers, textures, pairs = [], [], [], [], [], []
     try:
         for _key, x in items:
             x = x.to(device)
@@ -55,12 +60,21 @@ def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = 
             bpps.append(bpp)
             psnrs.append(psnr_from_mse_255(mse))
             msssims.append(float(ms_ssim_any(x_hat, x)))
+            scores = TextureReference.of(_uint8(x)).scores(_uint8(x_hat))
+            checkers.append(scores["checkerboard"])
+            textures.append(scores["texture-distance"])
             if len(pairs) < grid_images:
                 pairs.append((x[0].cpu(), x_hat[0].cpu()))
     finally:
         codec.train(was_training)
     n = max(1, len(bpps))
-    return {"bpp": sum(bpps) / n, "psnr": sum(psnrs) / n, "ms_ssim": sum(msssims) / n, "images": len(bpps)}, pairs
+    return {"bpp": sum(bpps) / n, "psnr": sum(psnrs) / n, "ms_ssim": sum(msssims) / n,
+            "checkerboard": sum(checkers) / n, "texture_distance": sum(textures) / n, "images": len(bpps)}, pairs
+
+
+def _uint8(x: torch.Tensor):
+    """(1,3,H,W) in [0,1] -> HxWx3 uint8, the 8-bit image the evaluation scores."""
+    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def image_grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int = 256):
@@ -81,8 +95,7 @@ def image_grid(pairs: list[tuple[torch.Tensor, torch.Tensor]], side: int = 256):
 def log_validation(s: Session, items: list, tracker, step: int) -> dict[str, float]:
     """Validate the codec of `s` at `step`; metrics and the image grid go to the tracker."""
     metrics, pairs = validate(s.t.codec, items, grid_images=s.cfg.grid_images)
-    tracker.log_metrics({"val/bpp": metrics["bpp"], "val/psnr": metrics["psnr"], "val/ms_ssim": metrics["ms_ssim"]},
-                        step)
+    tracker.log_metrics({f"val/{k}": metrics[k] for k in VAL_KEYS}, step)
     tracker.flush()
     if pairs:
         tracker.log_image(image_grid(pairs), f"val/grid_step{step:07d}.png")
