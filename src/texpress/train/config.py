@@ -94,8 +94,9 @@ class TrainConfig:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        ints = ("rd_steps", "gan_steps", "disc_warmup_steps", "warmup_steps", "workers", "cpus_per_worker", "checkpoint_every",
-                "keep_checkpoints", "val_every", "val_images", "grid_images", "log_every", "max_failures", "seed")
+        ints = ("rd_steps", "gan_steps", "disc_warmup_steps", "warmup_steps", "workers", "cpus_per_worker",
+                "checkpoint_every", "keep_checkpoints", "val_every", "val_images", "grid_images", "log_every",
+                "max_failures", "seed")
         for name in ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
@@ -175,8 +176,7 @@ class TrainConfig:
 
 def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None, steps: int | None = None,
                  gan_steps: int | None = None, disc_warmup: int | None = None, lr: float | None = None,
-                 warmup: int | None = None,
-                 fixed_lambda: float | None = None, target_bpp: float | None = None,
+                 warmup: int | None = None, fixed_lambda: float | None = None, target_bpp: float | None = None,
                  checkpoint_every: int | None = None, batch_size: int | None = None, crop: int | None = None,
                  seed: int | None = None) -> tuple[TrainConfig, Any]:
     """(TrainConfig, LoaderConfig) with the command-line overrides that are not None.

@@ -394,7 +394,8 @@ def configs_from_args(args: argparse.Namespace):
         cfg, loader_cfg = TrainConfig(), LoaderConfig()
     return with_options(cfg, loader_cfg, preset=args.preset, steps=args.steps, gan_steps=args.gan_steps,
                         disc_warmup=args.disc_warmup, lr=args.lr, warmup=args.warmup,
-                        fixed_lambda=args.fixed_lambda, target_bpp=args.target_bpp, checkpoint_every=args.checkpoint_every, batch_size=args.batch_size, crop=args.crop,
+                        fixed_lambda=args.fixed_lambda, target_bpp=args.target_bpp,
+                        checkpoint_every=args.checkpoint_every, batch_size=args.batch_size, crop=args.crop,
                         seed=args.seed)
 
 
