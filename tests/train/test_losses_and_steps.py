@@ -205,6 +205,7 @@ def test_steps_train_both_phases_and_reduce_the_loss():
 
 def test_disc_warmup_trains_d_while_the_codec_stays_on_the_rd_loss():
     cfg = TrainConfig(rd_steps=1, gan_steps=3, disc_warmup_steps=2, lr_decay_at=1.0)
+    assert [cfg.phase(step) for step in range(4)] == ["rd", "D", "D", "gan"]
     model = build_model(get_preset("lite"), seed=0)
     disc = ConditionalDiscriminator(model.config.latent_channels)
     t = build_trainables(model, disc, cfg)

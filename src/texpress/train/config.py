@@ -152,6 +152,13 @@ class TrainConfig:
     def total_steps(self) -> int:
         return self.rd_steps + self.gan_steps
 
+    def phase(self, step: int) -> str:
+        """What step `step` (0-based) trains: "rd" (phase 1), "D" (the adversarial phase's D warm-up:
+        D alone, the codec on the rate-distortion loss) or "gan"."""
+        if step < self.rd_steps:
+            return "rd"
+        return "D" if step < self.rd_steps + self.disc_warmup_steps else "gan"
+
     @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0

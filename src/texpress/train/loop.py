@@ -151,7 +151,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     report = _reporter(s, rank)
 
     def checkpoint(step: int, stats: dict[str, float]) -> None:
-        report({"step": step, "phase": "rd" if step <= cfg.rd_steps else "gan", "bpp": stats["bpp"],
+        report({"step": step, "phase": cfg.phase(step - 1), "bpp": stats["bpp"],
                 "psnr": stats["psnr"], "loss_rd": stats["loss_rd"], "mlflow_run_id": s.run_id or ""},
                None, f"checkpoint_{step:07d}")
 

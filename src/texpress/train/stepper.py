@@ -86,8 +86,7 @@ class _Window:
 
     def line(self, s: Session, stats: dict[str, float], mpx_per_step: float) -> str:
         speed = self.n / max(1e-9, time.perf_counter() - self.t0)
-        phase = ("rd" if s.step <= s.cfg.rd_steps
-                 else "D" if s.step <= s.cfg.rd_steps + s.cfg.disc_warmup_steps else "gan")
+        phase = s.cfg.phase(s.step - 1)  # s.step steps are done: the last one was s.step - 1
         extra = f" D(x)={stats['d_real']:.2f} D(x')={stats['d_fake']:.2f}" if "d_real" in stats else ""
         mean = {k: v / self.n for k, v in self.sums.items()}
         return (f"step {s.step}/{s.cfg.total_steps} [{phase}] bpp {mean['bpp']:.3f} psnr {mean['psnr']:.2f} "
@@ -115,7 +114,7 @@ def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank
         steps_run += 1
         timer.add("data", t1 - t0)
         timer.add("compute", t2 - t1)
-        timer.add("compute_rd" if s.step <= cfg.rd_steps else "compute_gan", t2 - t1)
+        timer.add("compute_rd" if cfg.phase(s.step - 1) == "rd" else "compute_gan", t2 - t1)
         _finite(stats, s.step)
         stats["psnr"] = psnr_from_mse_255(stats["mse"])
         last = stats

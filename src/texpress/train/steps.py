@@ -234,11 +234,10 @@ def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss
                rate: RateController, amp: torch.dtype | None = None) -> dict[str, float]:
     """Global step `step` (0-based): phase 1 below cfg.rd_steps, adversarial from there on (D alone
     over the phase's first cfg.disc_warmup_steps)."""
-    adversarial = step >= cfg.rd_steps
-    disc_only = step < cfg.rd_steps + cfg.disc_warmup_steps
-    stats, out = generator_step(t, x, loss_fn, rate, adversarial=adversarial and not disc_only, beta=cfg.beta,
+    phase = cfg.phase(step)
+    stats, out = generator_step(t, x, loss_fn, rate, adversarial=phase == "gan", beta=cfg.beta,
                                 clip_grad_norm=cfg.clip_grad_norm, amp=amp)
-    if adversarial:
+    if phase != "rd":
         stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm, amp=amp))
     stats["aux"] = aux_step(t)
     stats["lr"] = t.opt_g.param_groups[0]["lr"]
