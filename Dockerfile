@@ -9,24 +9,27 @@
 
 ARG PYTHON_VERSION=3.11
 
-# ---- build: a virtual environment with torch from the chosen PyTorch index, then the project
+# ---- build: a virtual environment with torch from the chosen PyTorch index, then the locked tree
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
-# the CPU wheels are about 10x smaller than the CUDA ones; any PyTorch index (cu126, cu128, ...) works
+# the CPU wheels are about 10x smaller than the CUDA ones; any PyTorch index (cu126, cu128, ...) works.
+# The versions are uv.lock's (tests/infra/test_lock.py holds them to it).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
-# hadolint ignore=DL3013
 RUN python -m venv /opt/venv \
- && pip install --no-cache-dir --upgrade pip \
- && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" torch torchvision
+ && pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 WORKDIR /build
 COPY pyproject.toml README.md ./
+COPY infra/lock/cluster.txt infra/lock/cluster.txt
 COPY src ./src
-# ray[default] adds the dashboard and job server that KubeRay's probes and RayJobs talk to;
-# versions come from pyproject.toml
-# hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[cluster]"
+# everything else from the lock (infra/lock/cluster.txt: exact versions and hashes, the cluster extras:
+# ray[default] adds the dashboard and job server that KubeRay's probes and RayJobs talk to), then the
+# project itself without resolving anything more
+RUN pip install --no-cache-dir --require-hashes --no-deps -r infra/lock/cluster.txt \
+ && pip install --no-cache-dir --no-deps --no-build-isolation .
 
 # ---- runtime: the environment, the project files, a non-root user
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

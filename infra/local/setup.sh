@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Creates .venv and installs texpress with its test extras. Re-running is cheap: pip only installs
-# what is missing. torch comes through the normal resolution (see docs/operations.md).
+# Creates .venv and installs texpress with its test extras from the lock file. Re-running is cheap:
+# nothing is installed while pyproject.toml and the lock are unchanged (docs/operations.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Everything comes from the lock (infra/lock/dev.txt, exact versions and hashes, made from uv.lock by
+# infra/lock.sh); the project itself is installed without resolving anything more.
 stamp=.venv/.texpress-installed
-want=$(sha256sum pyproject.toml | cut -c1-64)
+want=$(cat pyproject.toml infra/lock/dev.txt | sha256sum | cut -c1-64)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r infra/lock/dev.txt
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
 # Headless Chromium (Debian's package) for the Prefect UI screenshot test (tests/flows). Best effort:

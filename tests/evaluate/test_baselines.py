@@ -80,3 +80,12 @@ def test_garbage_bytes_fail_with_a_one_line_error():
 def test_unknown_baseline():
     with pytest.raises(BaselineError, match="unknown baseline"):
         get_baseline("bpg")
+
+
+def test_library_versions_name_every_codec_library():
+    from texpress.evaluate.baselines import library_versions
+
+    libs = library_versions()
+    for name in ("Pillow", "libjpeg-turbo", "libwebp", "libavif", "openjpeg", "pillow-heif", "libheif",
+                 "imagecodecs", "libjxl", "torch", "compressai"):
+        assert libs[name] and libs[name] != "unavailable", name

@@ -43,6 +43,9 @@ def test_evaluation_is_logged_to_the_run(store, crop_files, ckpt_pair):
         assert f"eval/texpress/{m}" in metrics
     assert run.data.tags["eval.baselines"] == "jpeg,webp"
     assert run.data.tags["eval.models"] == "texpress"
+    # the libraries behind the baselines' bytes are recorded with the numbers they made
+    assert summary["libraries"]["libwebp"] == run.data.tags["eval.library.libwebp"] != "unavailable"
+    assert run.data.tags["eval.library.Pillow"] == summary["libraries"]["Pillow"]
     # BD-rates are logged when they exist (untrained models do not overlap the baselines: none here)
     for key, value in metrics.items():
         if key.startswith("eval/bd_rate/"):

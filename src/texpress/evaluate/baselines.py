@@ -101,7 +101,8 @@ def _pil_version(feature: str) -> Callable[[], str]:
     def version() -> str:
         from PIL import __version__, features
 
-        return f"Pillow {__version__}, {feature} {features.version(feature)}"
+        turbo = f", libjpeg-turbo {features.version('libjpeg_turbo')}" if feature == "jpg" else ""
+        return f"Pillow {__version__}, {feature} {features.version(feature)}{turbo}"
 
     return version
 
@@ -190,6 +191,43 @@ BASELINES: dict[str, Baseline] = {
          "note": "lower distance is higher quality (Butteraugli distance); XYB, no chroma subsampling"},
         _jxl_encode, _jxl_decode, _jxl_version, point_prefix="d"),
 }
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of every library that writes or reads a baseline's bytes, and of those behind the
+    model's numbers: a change in a baseline's curve can be traced to a version (recorded in
+    summary.json and the MLflow run). A library that cannot be imported is "unavailable"."""
+    import compressai
+    import PIL
+    import torch
+    from PIL import features
+
+    out = {"Pillow": PIL.__version__, "torch": torch.__version__, "compressai": compressai.__version__,
+           "numpy": np.__version__}
+    for name, feature in (("libjpeg", "jpg"), ("libjpeg-turbo", "libjpeg_turbo"), ("libwebp", "webp"),
+                          ("libavif", "avif"), ("openjpeg", "jpg_2000"), ("zlib", "zlib")):
+        out[name] = str(features.version(feature) or "unavailable")
+    optional = {"pillow-heif": _heic_libraries, "imagecodecs": _jxl_libraries}
+    for name, read in optional.items():
+        try:
+            out.update(read())
+        except Exception:
+            out[name] = "unavailable"
+    return out
+
+
+def _heic_libraries() -> dict[str, str]:
+    import pillow_heif
+
+    info = pillow_heif.libheif_info()
+    return {"pillow-heif": pillow_heif.__version__, "libheif": str(info.get("libheif")),
+            "heif-encoder": str(info.get("HEIF"))}
+
+
+def _jxl_libraries() -> dict[str, str]:
+    import imagecodecs
+
+    return {"imagecodecs": imagecodecs.__version__, "libjxl": imagecodecs.jpegxl_version().removeprefix("libjxl ")}
 
 
 def get_baseline(name: str) -> Baseline:

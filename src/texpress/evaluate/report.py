@@ -24,6 +24,7 @@ from typing import Any
 
 from texpress.codec.files import write_atomic
 from texpress.evaluate import figures
+from texpress.evaluate.baselines import library_versions
 from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap,
                                       quality_axis, rate_delta_at)
 from texpress.evaluate.config import EvalConfig
@@ -189,6 +190,7 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
 
     summary = {
         "texpress_version": texpress_version,
+        "libraries": library_versions(),
         "config": cfg.to_dict(),
         "images": {"count": n, "in_means": images_in_means,
                    "read": len(result.images),

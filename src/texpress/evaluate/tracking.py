@@ -120,6 +120,8 @@ def log_to_run(run_id: str, summary: dict[str, Any], out_dir: Path, tracking_uri
         client.set_tag(run_id, "eval.images", str(summary["images"]["count"]))
         client.set_tag(run_id, "eval.baselines", ",".join(k for k, c in curves.items() if c["kind"] == "baseline"))
         client.set_tag(run_id, "eval.models", ",".join(k for k, c in curves.items() if c["kind"] == "model"))
+        for name, version in summary.get("libraries", {}).items():
+            client.set_tag(run_id, f"eval.library.{name}", version)
         client.log_artifacts(run_id, str(out_dir), "eval")
     except MlflowException as exc:
         raise TrackingError(f"logging to MLflow run {run_id} failed: {str(exc).splitlines()[0]}") from None
