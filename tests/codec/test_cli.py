@@ -133,7 +133,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path):
 
 def test_models_list_and_init(tmp_path):
     listing = json.loads(texpress("models", "list", "--json").stdout)
-    assert [r["preset"] for r in listing] == ["hific", "base", "lite"]
+    assert [r["preset"] for r in listing] == ["hific", "base", "lite", "lite-vr"]
     assert all(r["decoder_kmac_per_px"] > 0 and r["decoder_params"] > 0 for r in listing)
     texpress("models", "init", "--preset", "lite", "--seed", "7", "-o", str(tmp_path / "m.ckpt"), "--upscale", "deconv")
     shown = json.loads(texpress("models", "show", str(tmp_path / "m.ckpt")).stdout)

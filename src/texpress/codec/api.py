@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texpress.codec import bitstream, entropy, tiling
+from texpress.codec import bitstream, entropy, gain, passes, tiling
 from texpress.codec.checkpoint import fingerprint as model_fingerprint
 from texpress.codec.checkpoint import load_model
 from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
 from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
 from texpress.codec.png import write_png
-from texpress.errors import BitstreamError, ModelMismatchError
+from texpress.errors import BitstreamError, ConfigError, ModelMismatchError
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -83,10 +83,22 @@ class Codec:
     def _z_medians(self) -> torch.Tensor:
         return self.model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
 
+    def check_quality(self, quality: float | None) -> float | None:
+        """The quality this model codes at: None for a single-rate model (which refuses one), else the
+        given quality (0-100) or DEFAULT_QUALITY."""
+        if not self.config.variable_rate:
+            if quality is not None:
+                raise ConfigError(f"model {self.fingerprint[:12]} has a single rate; --quality needs a "
+                                  "variable-rate model (texpress models list)")
+            return None
+        return gain.check_quality(gain.DEFAULT_QUALITY if quality is None else quality)
+
     @torch.inference_mode()
-    def encode(self, image: LoadedImage, tile: int | None = None) -> bytes:
-        """A loaded image to .tpx bytes (format 2); large images are coded in tiles (codec.tiling)."""
+    def encode(self, image: LoadedImage, tile: int | None = None, quality: float | None = None) -> bytes:
+        """A loaded image to .tpx bytes (format 2, or 3 for a context or variable-rate model); large
+        images are coded in tiles (codec.tiling). `quality` (0-100) is a variable-rate model's knob."""
         model, (z_tables, y_tables) = self.model, self.tables
+        quality = self.check_quality(quality)
         grid = tiling.Grid.for_image(image.height, image.width, tile)
         y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
         z = tiling.hyper_latent(model.h_a, y, grid)
@@ -94,25 +106,38 @@ class Codec:
         z_symbols = torch.round(z - medians).int()
         z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
         z_hat = z_symbols.float() + medians
+        g = model.gain(model.rate_position(quality))
         y_strings, y_escapes = [], []
+
+        def code_pass(y_tile: torch.Tensor):
+            y_g = y_tile if g is None else y_tile * g.float()
+
+            def encode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+                symbols = torch.round(y_g - means)
+                indexes = model.gaussian_conditional.build_indexes(passes.select(scales, mask))
+                string, escapes = entropy.encode(passes.select(symbols, mask).int().cpu().numpy(),
+                                                 indexes.cpu().numpy(), y_tables)
+                y_strings.append(string)
+                y_escapes.append(escapes)
+                return symbols
+            return encode_pass
+
         for t in grid.tiles():
-            scales, means = tiling.tile_params(model._y_params, z_hat, t)
-            indexes = model.gaussian_conditional.build_indexes(scales)
-            symbols = torch.round(y[tiling.y_slice(t)] - means).int()
-            string, escapes = entropy.encode(symbols.cpu().numpy(), indexes.cpu().numpy(), y_tables)
-            y_strings.append(string)
-            y_escapes.append(escapes)
+            side = tiling.tile_params(model.side_params, z_hat, t)
+            passes.code_tile(model, side, g, code_pass(y[tiling.y_slice(t)]))
+        version = bitstream.CONTEXT_VERSION if passes.passes(model) > 1 or quality is not None else 2
         header = bitstream.Header(
             fingerprint=self.fingerprint, width=image.width, height=image.height, mode=image.mode,
             pad_h=padding(image.height), pad_w=padding(image.width), z_h=z.shape[-2], z_w=z.shape[-1],
-            y_bytes=0, z_bytes=0, alpha_bytes=0, tile=grid.tile,
+            y_bytes=0, z_bytes=0, alpha_bytes=0, tile=grid.tile, version=version, quality=quality,
+            passes=passes.passes(model),
         )
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""
         return bitstream.pack(header, y_strings, z_string, alpha, y_escapes, z_escapes)
 
-    def compress(self, source: ImageSource) -> bytes:
+    def compress(self, source: ImageSource, quality: float | None = None) -> bytes:
         """Any image source to .tpx bytes."""
-        return self.encode(self.load(source))
+        return self.encode(self.load(source), quality=quality)
 
     def open(self, data: bytes) -> "Decoding":
         """Check a .tpx file fully (checksum, model, sizes, tile grid) before anything is allocated."""
@@ -122,6 +147,8 @@ class Codec:
             raise ModelMismatchError(
                 f"made by model {h.fingerprint}, but the given model is {self.fingerprint}"
             )
+        if h.passes != passes.passes(self.model) or (h.quality is None) == self.config.variable_rate:
+            raise BitstreamError(f"corrupt .tpx header ({h.passes} coding passes, quality {h.quality})")
         if h.width * h.height > self.max_pixels:
             raise BitstreamError(f"image is {h.width}x{h.height}, above the pixel limit of {self.max_pixels:,}")
         padded_h, padded_w = h.height + h.pad_h, h.width + h.pad_w
@@ -151,19 +178,19 @@ class Codec:
         return decoding.header.width, decoding.header.height
 
     @torch.inference_mode()
-    def reconstruct(self, source: ImageSource) -> Image.Image:
+    def reconstruct(self, source: ImageSource, quality: float | None = None) -> Image.Image:
         """The model's own reconstruction with hard-quantized latents, without entropy coding.
 
         decompress(compress(x)) equals this exactly; tests hold the codec to it."""
         image = self.load(source)
-        x_hat = self.model(to_tensor(image.rgb))["x_hat"]
+        x_hat = self.model(to_tensor(image.rgb), self.check_quality(quality))["x_hat"]
         return restore_mode(to_uint8(x_hat, image.height, image.width), image.mode, image.alpha)
 
     @torch.inference_mode()
-    def estimate_bits(self, source: ImageSource) -> float:
+    def estimate_bits(self, source: ImageSource, quality: float | None = None) -> float:
         """Bits the model's likelihoods predict for y and z (the entropy coder should come within ~2%)."""
         image = self.load(source)
-        likelihoods = self.model(to_tensor(image.rgb))["likelihoods"]
+        likelihoods = self.model(to_tensor(image.rgb), self.check_quality(quality))["likelihoods"]
         return float(sum(-torch.log2(v).sum() for v in likelihoods.values()))
 
 
@@ -198,14 +225,21 @@ class Decoding:
             z_symbols = entropy.decode(p.z_string, p.z_escapes, z_indexes, z_tables)
         z_hat = torch.from_numpy(z_symbols.reshape(z_shape)).float().to(codec.device) + codec._z_medians()
         y_hat = torch.empty(1, codec.config.latent_channels, h.z_h * 4, h.z_w * 4, device=codec.device)
-        for i, t in enumerate(self.grid.tiles()):
-            scales, means = tiling.tile_params(model._y_params, z_hat, t)
-            indexes = model.gaussian_conditional.build_indexes(scales).cpu().numpy()
+        g = model.gain(model.rate_position(h.quality))
+        segments = iter(range(len(p.y_strings)))
+
+        def decode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+            i = next(segments)
+            indexes = model.gaussian_conditional.build_indexes(passes.select(scales, mask)).cpu().numpy()
             if h.version == 1:
                 symbols = entropy.decode_v1(p.y_strings[i], indexes, y_tables)
             else:
                 symbols = entropy.decode(p.y_strings[i], p.y_escapes[i], indexes, y_tables)
-            y_hat[tiling.y_slice(t)] = torch.from_numpy(symbols.reshape(indexes.shape)).float().to(means.device) + means
+            return passes.place(torch.from_numpy(symbols).to(means.device), means, mask)
+
+        for t in self.grid.tiles():
+            side = tiling.tile_params(model.side_params, z_hat, t)
+            y_hat[tiling.y_slice(t)] = passes.code_tile(model, side, g, decode_pass)
         return y_hat
 
     def write_png(self, path: str | os.PathLike) -> None:

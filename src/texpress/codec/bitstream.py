@@ -14,8 +14,11 @@ from dataclasses import asdict, dataclass, field
 from texpress.errors import BitstreamError
 
 MAGIC = b"TPX\x1a"
-FORMAT_VERSION = 2  # what this texpress writes; it reads 1 and 2
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 2  # what this texpress writes for single-rate hyperprior models; it reads 1 to 3
+CONTEXT_VERSION = 3  # written for models with the checkerboard context or variable rate
+READ_VERSIONS = (1, 2, 3)
+NO_QUALITY = 0xFFFF  # version 3: the quality field of a single-rate model
+MAX_PASSES = 2
 MODES = ("RGB", "L", "RGBA", "LA")
 
 # version 1: magic, version, mode, flags, fingerprint, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z, len_alpha
@@ -25,6 +28,11 @@ HEADER_SIZE = _HEADER.size
 # segment lengths (z, z escapes, per tile y and y escapes, alpha)
 _HEADER_V2 = struct.Struct("<4sBBH16sIIII")
 HEADER_V2_SIZE = _HEADER_V2.size
+# version 3: version 2's fields, then the quality in hundredths (NO_QUALITY: a single-rate model), the
+# coding passes of y per tile (1: hyperprior, 2: checkerboard anchors then non-anchors) and a zero
+# byte; the segment table has z, z escapes, per tile and pass y and y escapes, alpha
+_HEADER_V3 = struct.Struct("<4sBBH16sIIIIHBB")
+HEADER_V3_SIZE = _HEADER_V3.size
 CRC_SIZE = 4
 PAD = 64
 
@@ -46,6 +54,8 @@ class Header:
     tile: int = 0  # tile side in pixels, 0 = one piece (version 2)
     tiles: int = 1
     escape_bytes: int = 0  # the escape lists together (version 2)
+    quality: float | None = None  # a variable-rate model's quality, 0-100 (version 3)
+    passes: int = 1  # coding passes of y per tile (version 3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,13 +65,15 @@ class Header:
         """Header, segment table and checksum."""
         if self.version == 1:
             return HEADER_SIZE + CRC_SIZE
-        return HEADER_V2_SIZE + 4 * (3 + 2 * self.tiles) + CRC_SIZE
+        if self.version == 2:
+            return HEADER_V2_SIZE + 4 * (3 + 2 * self.tiles) + CRC_SIZE
+        return HEADER_V3_SIZE + 4 * (3 + 2 * self.tiles * self.passes) + CRC_SIZE
 
 
 @dataclass(frozen=True)
 class Payload:
     header: Header
-    y_strings: list[bytes]  # one per tile (version 1: one)
+    y_strings: list[bytes]  # one per tile and pass (version 1: one)
     z_string: bytes
     alpha: bytes  # zlib stream of the 8-bit alpha plane, empty when the image has none
     y_escapes: list[bytes] = field(default_factory=list)  # version 2: one per tile
@@ -78,14 +90,19 @@ def _padding(size: int) -> int:
 
 def pack(header: Header, y_strings: list[bytes], z_string: bytes, alpha: bytes = b"",
          y_escapes: list[bytes] | None = None, z_escapes: bytes = b"") -> bytes:
-    """Version 2 from the header's fingerprint, size, mode and tile, plus the coded segments."""
+    """Version 2 (or 3, when the header says so) from the header's fingerprint, size, mode, tile,
+    quality and passes, plus the coded segments (y: tile by tile, pass by pass)."""
     y_escapes = y_escapes if y_escapes is not None else [b""] * len(y_strings)
     segments = [z_string, z_escapes]
     for y, e in zip(y_strings, y_escapes, strict=True):
         segments += [y, e]
     segments.append(alpha)
-    head = _HEADER_V2.pack(MAGIC, 2, MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint),
-                           header.width, header.height, header.tile, len(y_strings))
+    fields = (MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint), header.width, header.height, header.tile)
+    if header.version == CONTEXT_VERSION:
+        quality = NO_QUALITY if header.quality is None else int(round(header.quality * 100))
+        head = _HEADER_V3.pack(MAGIC, 3, *fields, len(y_strings) // header.passes, quality, header.passes, 0)
+    else:
+        head = _HEADER_V2.pack(MAGIC, 2, *fields, len(y_strings))
     table = struct.pack(f"<{len(segments)}I", *map(len, segments))
     body = b"".join([head, table, *segments])
     return body + struct.pack("<I", zlib.crc32(body))
@@ -116,8 +133,8 @@ def _check_start(data: bytes) -> int:
         raise BitstreamError(f"truncated .tpx file ({len(data)} bytes)")
     version = data[4]
     if version not in READ_VERSIONS:
-        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads 1 and 2)")
-    size = HEADER_SIZE if version == 1 else HEADER_V2_SIZE
+        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads 1 to 3)")
+    size = {1: HEADER_SIZE, 2: HEADER_V2_SIZE, 3: HEADER_V3_SIZE}[version]
     if len(data) < size + CRC_SIZE:
         raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, header needs {size + CRC_SIZE})")
     return version
@@ -138,19 +155,27 @@ def _parse(data: bytes) -> tuple[Header, list[int]]:
         _check_length(data, HEADER_SIZE + len_y + len_z + len_a + CRC_SIZE)
         header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, z_h, z_w, len_y, len_z, len_a, 1)
         return header, [len_y, len_z, len_a]
-    _, _, mode, flags, fp, width, height, tile, tiles = _HEADER_V2.unpack_from(data)
+    quality, passes = NO_QUALITY, 1
+    if version == 2:
+        _, _, mode, flags, fp, width, height, tile, tiles = _HEADER_V2.unpack_from(data)
+        head_size = HEADER_V2_SIZE
+    else:
+        _, _, mode, flags, fp, width, height, tile, tiles, quality, passes, zero = _HEADER_V3.unpack_from(data)
+        head_size = HEADER_V3_SIZE
+        if not 1 <= passes <= MAX_PASSES or zero or (quality != NO_QUALITY and quality > 10000):
+            raise BitstreamError(f"corrupt .tpx header ({passes} passes, quality field {quality})")
     if mode >= len(MODES) or flags:
         raise BitstreamError(f"corrupt .tpx header (colour mode {mode}, flags {flags})")
-    n_segments = 3 + 2 * tiles
-    table_end = HEADER_V2_SIZE + 4 * n_segments
+    n_segments = 3 + 2 * tiles * passes
+    table_end = head_size + 4 * n_segments
     if table_end + CRC_SIZE > len(data):  # checked before the table is read: no allocation from it
         raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, the tile table needs {table_end + CRC_SIZE})")
-    lengths = list(struct.unpack_from(f"<{n_segments}I", data, HEADER_V2_SIZE))
+    lengths = list(struct.unpack_from(f"<{n_segments}I", data, head_size))
     _check_length(data, table_end + sum(lengths) + CRC_SIZE)
     pad_h, pad_w = _padding(height), _padding(width)
     header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, (height + pad_h) // PAD,
-                    (width + pad_w) // PAD, sum(lengths[2:-1:2]), lengths[0], lengths[-1], 2, tile, tiles,
-                    lengths[1] + sum(lengths[3:-1:2]))
+                    (width + pad_w) // PAD, sum(lengths[2:-1:2]), lengths[0], lengths[-1], version, tile, tiles,
+                    lengths[1] + sum(lengths[3:-1:2]), None if quality == NO_QUALITY else quality / 100, passes)
     return header, lengths
 
 
@@ -162,7 +187,8 @@ def unpack(data: bytes) -> Payload:
         raise BitstreamError("corrupt .tpx file (checksum mismatch)")
     if header.width == 0 or header.height == 0:
         raise BitstreamError("corrupt .tpx header (zero image size)")
-    off = HEADER_SIZE if header.version == 1 else HEADER_V2_SIZE + 4 * len(lengths)
+    off = {1: HEADER_SIZE, 2: HEADER_V2_SIZE, 3: HEADER_V3_SIZE}[header.version]
+    off += 4 * len(lengths) if header.version > 1 else 0
     segments = []
     for n in lengths:
         segments.append(bytes(data[off: off + n]))

@@ -43,6 +43,19 @@ def build_model(cfg: ModelConfig, seed: int | None = None) -> TexpressModel:
     return TexpressModel(cfg)
 
 
+def transplant(model: TexpressModel, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of `state` whose name and shape `model` shares (a warm start into a larger
+    architecture: lite-q1's transforms into a checkerboard or variable-rate lite). Returns the names of
+    the model's tensors that kept their fresh initialisation; none shared at all is an error."""
+    own = model.state_dict()
+    resized = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table")  # CompressAI resizes these
+    shared = {k: v for k, v in state.items() if k in own and (own[k].shape == v.shape or k.endswith(resized))}
+    if not any(k.startswith(("encoder.", "generator.")) for k in shared):
+        raise CheckpointError("the checkpoint shares no encoder or generator weights with this architecture")
+    model.load_state_dict(shared, strict=False)
+    return sorted(k for k in own if k not in shared)
+
+
 def round_weights_to_half(model: TexpressModel) -> None:
     """Round every float parameter to its nearest float16 value, in place. A checkpoint that stores
     them in float16 is then half the size and holds exactly this model (same fingerprint, same

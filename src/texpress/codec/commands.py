@@ -220,12 +220,16 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON i
         out_console.print_json(json.dumps(rows))
         return
     t = Table(title="texpress presets (kMAC per input pixel; decoder = hyper-synthesis + generator)")
-    for col in ("preset", "enc params", "dec params", "enc kMAC/px", "dec kMAC/px", "latent y", "upscale"):
-        t.add_column(col, justify="left" if col in ("preset", "latent y", "upscale") else "right",
-                     no_wrap=col in ("preset", "latent y", "upscale"))
+    text_cols = ("preset", "latent y", "upscale", "entropy")
+    for col in ("preset", "enc params", "dec params", "enc kMAC/px", "dec kMAC/px", "of it context", "latent y",
+                "upscale", "entropy"):
+        t.add_column(col, justify="left" if col in text_cols else "right", no_wrap=col in text_cols)
     for r in rows:
+        cfg = r["config"]
+        rates = f", {len(cfg['rate_lambdas'])} rates" if cfg["rate_lambdas"] else ""
         t.add_row(r["preset"], f"{r['encoder_params'] / 1e6:.2f} M", f"{r['decoder_params'] / 1e6:.2f} M",
-                  f"{r['encoder_kmac_per_px']:.1f}", f"{r['decoder_kmac_per_px']:.1f}", r["latent"], r["upscale"])
+                  f"{r['encoder_kmac_per_px']:.1f}", f"{r['decoder_kmac_per_px']:.1f}",
+                  f"{r['context_kmac_per_px']:.2f}", r["latent"], r["upscale"], cfg["entropy"] + rates)
     out_console.print(t)
 
 
@@ -237,22 +241,32 @@ def models_init(
     upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv or subpixel."),
     train_quant: Optional[str] = typer.Option(None, "--train-quant", help="Override what the generator reads in "
                                               "training: ste (rounded latents) or noise (latents plus noise)."),
+    entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior or "
+                                          "checkerboard."),
+    from_ckpt: Optional[str] = typer.Option(None, "--from", help="Start from this checkpoint's weights wherever "
+                                            "names and shapes match (a shipped name, a path or models:/ URI); "
+                                            "the rest (a new context model, rate gains) starts fresh."),
     force: bool = FORCE_OPTION,
 ) -> None:
     """Write an untrained, ready-to-code checkpoint (for tests and as a training start)."""
-    from texpress.codec.checkpoint import build_model, save_checkpoint
+    from texpress.codec.checkpoint import build_model, read_checkpoint, save_checkpoint, transplant
     from texpress.codec.config import get_preset
 
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
     cfg = get_preset(preset)
-    overrides = {k: v for k, v in {"upscale": upscale, "train_quant": train_quant}.items() if v}
+    overrides = {k: v for k, v in {"upscale": upscale, "train_quant": train_quant, "entropy": entropy}.items() if v}
+    meta = {"preset": preset, "seed": seed, "trained": False}
     try:
         cfg = cfg.replace(**overrides)
+        model = build_model(cfg, seed=seed)
+        if from_ckpt:
+            fresh = transplant(model, read_checkpoint(from_ckpt)["state_dict"])
+            meta.update({"trained": True, "init_from": from_ckpt, "fresh_tensors": fresh})
     except TexpressError as exc:
         raise fail(str(exc))
     try:
-        fp = save_checkpoint(build_model(cfg, seed=seed), output, meta={"preset": preset, "seed": seed, "trained": False})
+        fp = save_checkpoint(model, output, meta=meta)
     except OSError as exc:
         raise fail(f"{output}: cannot write the checkpoint ({exc.strerror or exc})")
     out_console.print(f"wrote {output} (preset {preset}, fingerprint {fp})", markup=False)

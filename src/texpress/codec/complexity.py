@@ -12,7 +12,7 @@ from torch import nn
 from texpress.codec.model import TexpressModel
 
 
-def count_macs(module: nn.Module, x: torch.Tensor) -> int:
+def count_macs(module: nn.Module, *x: torch.Tensor) -> int:
     """MACs of every Conv2d, ConvTranspose2d, Linear and GDN (a 1x1 conv over the squared input) in one
     forward pass of `module` on `x`."""
     total = 0
@@ -35,7 +35,7 @@ def count_macs(module: nn.Module, x: torch.Tensor) -> int:
                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, GDN))]
     try:
         with torch.inference_mode():
-            module(x)
+            module(*x)
     finally:
         for h in handles:
             h.remove()
@@ -58,6 +58,7 @@ class Complexity:
     decoder_kmac_per_px: float
     generator_kmac_per_px: float
     residual_kmac_per_px: float
+    context_kmac_per_px: float = 0.0  # the checkerboard context (codec.context), in both sides' totals
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -73,15 +74,21 @@ def measure(model: TexpressModel, size: int = 256) -> Complexity:
         trunk_in = model.generator.head(y)
     enc = count_macs(model.encoder, x) + count_macs(model.h_a, y)
     hs = count_macs(model.h_s, z)
+    ctx = 0
+    if model.has_context:
+        side = torch.zeros(1, 2 * y.shape[1], *y.shape[-2:])
+        ctx = count_macs(model.context, y, side)
     gen = count_macs(model.generator, y)
     res = count_macs(model.generator.blocks, trunk_in) if len(model.generator.blocks) else 0
     entropy_params = n_params(model.entropy_bottleneck)
+    extra = [m for m in (getattr(model, "context", None), getattr(model, "gains", None)) if m is not None]
     return Complexity(
-        encoder_params=n_params(model.encoder, model.h_a, model.h_s) + entropy_params,
-        decoder_params=n_params(model.generator, model.h_s) + entropy_params,
+        encoder_params=n_params(model.encoder, model.h_a, model.h_s, *extra) + entropy_params,
+        decoder_params=n_params(model.generator, model.h_s, *extra) + entropy_params,
         generator_params=n_params(model.generator),
-        encoder_kmac_per_px=(enc + hs) / pixels / 1e3,
-        decoder_kmac_per_px=(hs + gen) / pixels / 1e3,
+        encoder_kmac_per_px=(enc + hs + ctx) / pixels / 1e3,
+        decoder_kmac_per_px=(hs + ctx + gen) / pixels / 1e3,
         generator_kmac_per_px=gen / pixels / 1e3,
         residual_kmac_per_px=res / pixels / 1e3,
+        context_kmac_per_px=ctx / pixels / 1e3,
     )

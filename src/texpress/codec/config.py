@@ -15,6 +15,7 @@ from texpress.params import build_section
 UPSCALE_KINDS = ("deconv", "subpixel", "resize")
 NORM_KINDS = ("channelnorm", "gdn")
 TRAIN_QUANT_KINDS = ("ste", "noise")
+ENTROPY_KINDS = ("hyperprior", "checkerboard")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,13 @@ class ModelConfig:
     train_quant: what the generator reads in training. `ste`: the rounded latents, straight-through
         gradient (HiFiC; it learns exactly what the bitstream carries). `noise`: the latents plus
         uniform noise, as the rate term sees them (Balle et al., CompressAI). Coding always rounds.
+    entropy: the model of y. `hyperprior`: mean-scale hyperprior (Minnen et al. 2018). `checkerboard`:
+        the hyperprior codes the anchor half of y, then a masked context conv over the decoded anchors
+        refines the means and scales of the other half (He et al. 2021; codec.context).
+    context_channels: output channels of the checkerboard's context conv (0: latent_channels // 2).
+    rate_lambdas: empty for a single-rate model. Otherwise the rate weights of the trained rate levels,
+        highest weight (lowest rate) first: one model codes at any quality between them through
+        learned per-channel quantisation gains (codec.gain).
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -45,10 +53,14 @@ class ModelConfig:
     down_kernel: int = 3
     up_kernel: int = 3
     train_quant: str = "ste"
+    entropy: str = "hyperprior"
+    context_channels: int = 0
+    rate_lambdas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
         object.__setattr__(self, "gen_widths", tuple(int(w) for w in self.gen_widths))
+        object.__setattr__(self, "rate_lambdas", tuple(float(v) for v in self.rate_lambdas))
         if len(self.enc_widths) != 5 or len(self.gen_widths) != 5:
             raise ConfigError("enc_widths and gen_widths need 5 entries each (stem/trunk + 4 stages)")
         ints = [*self.enc_widths, *self.gen_widths, self.latent_channels, self.hyper_channels]
@@ -72,12 +84,28 @@ class ModelConfig:
             raise ConfigError("down_kernel must be >= 2 and up_kernel >= 1")
         if self.upscale == "deconv" and self.up_kernel < 2:
             raise ConfigError("a deconv upscale needs up_kernel >= 2")
+        if self.entropy not in ENTROPY_KINDS:
+            raise ConfigError(f"entropy must be one of {', '.join(ENTROPY_KINDS)}, got {self.entropy!r}")
+        if self.context_channels < 0:
+            raise ConfigError("context_channels must be >= 0")
+        lams = self.rate_lambdas
+        if len(lams) == 1 or any(v <= 0 for v in lams) or any(a <= b for a, b in zip(lams, lams[1:])):
+            raise ConfigError("rate_lambdas: two or more positive rate weights, strictly decreasing (or none)")
+
+    @property
+    def variable_rate(self) -> bool:
+        return bool(self.rate_lambdas)
+
+    @property
+    def context_width(self) -> int:
+        return self.context_channels or max(1, self.latent_channels // 2)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, ints, str) so checkpoints load with weights_only=True."""
         d = asdict(self)
         d["enc_widths"] = list(self.enc_widths)
         d["gen_widths"] = list(self.gen_widths)
+        d["rate_lambdas"] = list(self.rate_lambdas)
         return d
 
     @classmethod
@@ -108,7 +136,10 @@ PRESETS: dict[str, ModelConfig] = {
     )),
     # Asymmetric: base's encoder, a 6x cheaper synthesis (96-64-48-32) and a narrower latent and
     # hyperprior; the encoder runs once, the decoder at every view.
-    "lite": BASE.replace(latent_channels=128, gen_widths=(96, 64, 48, 32, 3), hyper_channels=96),
+    "lite": (LITE := BASE.replace(latent_channels=128, gen_widths=(96, 64, 48, 32, 3), hyper_channels=96)),
+    # lite with the checkerboard context and seven rate levels (rate weights 2x apart; quality 50 is
+    # lite-q1's 0.6): one checkpoint for the whole curve.
+    "lite-vr": LITE.replace(entropy="checkerboard", rate_lambdas=(4.8, 2.4, 1.2, 0.6, 0.3, 0.15, 0.075)),
 }
 
 

@@ -11,6 +11,8 @@ from compressai.ops import quantize_ste
 from torch import nn
 
 from texpress.codec.config import ModelConfig
+from texpress.codec.context import CheckerboardContext, anchor_mask
+from texpress.codec.gain import DEFAULT_QUALITY, RateGains, quality_to_position
 from texpress.codec.layers import ChannelNorm, ResidualBlock, SubpixelUp, conv, down_block, norm_layers, up_block
 
 DOWNSCALE = 16  # encoder stride
@@ -107,11 +109,13 @@ class FastGaussianConditional(GaussianConditional):
 
 
 class TexpressModel(CompressionModel):
-    """Encoder, generator and mean-scale hyperprior in one CompressionModel.
+    """Encoder, generator and mean-scale hyperprior in one CompressionModel; optionally the checkerboard
+    context (codec.context) and the rate gains of a variable-rate model (codec.gain).
 
     The generator sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
     training), so what it learns to decode is exactly what the bitstream carries; with
-    `train_quant: noise` it reads y plus uniform noise in training instead.
+    `train_quant: noise` it reads y plus uniform noise in training instead. A variable-rate model
+    codes g * y with a per-channel gain g of the quality (y_hat = (round(g y - g mu) + g mu) / g).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -123,6 +127,14 @@ class TexpressModel(CompressionModel):
         self.h_s = hyper_synthesis(cfg.latent_channels, cfg.hyper_channels)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
         self.gaussian_conditional = FastGaussianConditional(None)
+        if cfg.entropy == "checkerboard":
+            self.context = CheckerboardContext(cfg.latent_channels, cfg.context_width)
+        if cfg.variable_rate:
+            self.gains = RateGains(cfg.rate_lambdas, cfg.latent_channels)
+
+    @property
+    def has_context(self) -> bool:
+        return self.config.entropy == "checkerboard"
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Refresh the entropy coder's CDF tables (after training, before coding)."""
@@ -130,34 +142,88 @@ class TexpressModel(CompressionModel):
             scale_table = get_scale_table(levels=SCALE_TABLE_LEVELS)
         return super().update(scale_table, force=force, update_quantiles=update_quantiles)
 
-    def _y_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scales and means of y. Outside training they are computed in float64 and snapped to a
-        2^-10 grid: the decoder must reproduce them bit for bit (they pick the entropy coder's
-        tables and offset every latent), and float32 transposed convs drift in the last bits with
-        the thread count."""
+    # ---- the parameters of y. Outside training they are computed in float64 and snapped to a 2^-10
+    # grid: the decoder must reproduce them bit for bit (they pick the entropy coder's tables and offset
+    # every latent), and float32 convs drift in the last bits with the thread count.
+
+    def _exact(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
         if self.training:
-            params = self.h_s(z_hat)
-        else:
-            weights = {k: v.double() for k, v in self.h_s.state_dict().items()}
-            params = torch.func.functional_call(self.h_s, weights, (z_hat.double(),))
-            params = params.mul_(PARAM_GRID).round_().div_(PARAM_GRID).float()
+            return module(*inputs)
+        weights = {k: v.double() for k, v in module.state_dict().items()}
+        return torch.func.functional_call(module, weights, tuple(t.double() for t in inputs))
+
+    def side_params(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """The hyperprior's (scales, means) of y, ungained (float64 outside training)."""
+        return self._exact(self.h_s, z_hat)
+
+    def context_params(self, y_hat_anchors: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        """The non-anchors' (scales, means) from the decoded anchors (float64 outside training, at the
+        non-anchors only: codec.context)."""
+        return self.context(y_hat_anchors, side) if self.training else self.context.exact(y_hat_anchors, side)
+
+    def rate_position(self, quality: torch.Tensor | float | None, n: int = 1) -> torch.Tensor | None:
+        """(N,) float64 level positions of a variable-rate model (None for a single-rate one): those of
+        `quality` (0-100), or with None DEFAULT_QUALITY outside training and a random one per sample in
+        training."""
+        if not self.config.variable_rate:
+            return None
+        if quality is None and self.training:
+            return self.gains.sample_positions(n, self.gains.log_gain.device)
+        quality = DEFAULT_QUALITY if quality is None else quality
+        return quality_to_position(quality, self.gains.levels).reshape(-1).expand(n)
+
+    def gain(self, position: torch.Tensor | None) -> torch.Tensor | None:
+        """(N, C, 1, 1) gains at level positions (float64 outside training); None for a single rate."""
+        if position is None:
+            return None
+        return self.gains.gain(position, None if self.training else torch.float64)
+
+    def coding_params(self, params: torch.Tensor, gain: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) of g * y: scaled by the gain, and outside training snapped to the grid."""
         scales, means = params.chunk(2, dim=1)
+        if gain is not None:
+            scales, means = scales * gain, means * gain
+        if not self.training:
+            scales = scales.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
+            means = means.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
         return scales, means
 
-    def forward(self, x: torch.Tensor) -> dict:
+    def _y_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hyperprior's (scales, means) of y for a single-rate model without context."""
+        return self.coding_params(self.side_params(z_hat), None)
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> dict:
         y = self.encoder(x)
         z = self.h_a(y)
         z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        scales, means = self._y_params(z_hat)
-        y_noisy, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        side = self.side_params(z_hat)
+        position = self.rate_position(quality, x.shape[0])
+        gain = self.gain(position)
+        g = 1.0 if gain is None else gain.to(y.dtype)
+        y_g = y * g
+        scales, means = self.coding_params(side, gain)
+        if self.has_context:
+            anchors = anchor_mask(*y.shape[-2:], device=y.device)
+            y_hat_a = torch.where(anchors, (quantize_ste(y_g - means) + means) / g, 0.0)
+            context = self.context_params(y_hat_a, side)
+            scales_n, means_n = self.coding_params(context, gain)
+            scales, means = torch.where(anchors, scales, scales_n), torch.where(anchors, means, means_n)
+        y_noisy, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
         if self.training and self.config.train_quant == "noise":
-            y_hat = y_noisy
+            y_hat = y_noisy / g
         else:
-            y_hat = quantize_ste(y - means) + means
+            y_hat = (quantize_ste(y_g - means) + means) / g
         x_hat = self.generator(y_hat)
-        return {"x_hat": x_hat, "y": y, "y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        out = {"x_hat": x_hat, "y": y, "y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        if position is not None:
+            out["rate_weight"] = self.gains.rate_weight(position).to(x.dtype)
+        return out
+
+    # ---- CompressAI's own coding (single-rate hyperprior models): tests and fuzzing compare with it
 
     def compress(self, x: torch.Tensor) -> dict:
+        if self.has_context or self.config.variable_rate:
+            raise NotImplementedError("CompressAI's coding covers single-rate hyperprior models; use codec.api.Codec")
         y = self.encoder(x)
         z = self.h_a(y)
         z_strings = self.entropy_bottleneck.compress(z)
@@ -167,12 +233,9 @@ class TexpressModel(CompressionModel):
         y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.shape[-2:])}
 
-    def decompress_latent(self, strings: list, shape: tuple[int, int]) -> torch.Tensor:
+    def decompress(self, strings: list, shape: tuple[int, int]) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         scales, means = self._y_params(z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        return self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means)
-
-    def decompress(self, strings: list, shape: tuple[int, int]) -> dict:
-        y_hat = self.decompress_latent(strings, shape)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype, means)
         return {"x_hat": self.generator(y_hat).clamp_(0, 1), "y_hat": y_hat}

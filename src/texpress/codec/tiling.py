@@ -125,16 +125,15 @@ def hyper_latent(h_a: Callable, y: torch.Tensor, grid: Grid) -> torch.Tensor:
     return z
 
 
-def tile_params(y_params: Callable, z_hat: torch.Tensor, tile: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scales and means of y over one tile, from z_hat around it (encoder and decoder alike)."""
+def tile_params(side_params: Callable, z_hat: torch.Tensor, tile: tuple[int, int, int, int]) -> torch.Tensor:
+    """The hyperprior's parameters of y over one tile, from z_hat around it (encoder and decoder alike)."""
     top, bottom, left, right = (v // PAD_MULTIPLE for v in tile)
     zh, zw = z_hat.shape[-2:]
     t0, t1 = halo_window(top, bottom, HYPER_HALO, zh)
     l0, l1 = halo_window(left, right, HYPER_HALO, zw)
-    scales, means = y_params(z_hat[:, :, t0:t1, l0:l1])
+    params = side_params(z_hat[:, :, t0:t1, l0:l1])
     r = PAD_MULTIPLE // DOWNSCALE
-    sl = (slice(None), slice(None), slice((top - t0) * r, (bottom - t0) * r), slice((left - l0) * r, (right - l0) * r))
-    return scales[sl], means[sl]
+    return params[:, :, (top - t0) * r: (bottom - t0) * r, (left - l0) * r: (right - l0) * r]
 
 
 def y_slice(tile: tuple[int, int, int, int]) -> tuple[slice, ...]:

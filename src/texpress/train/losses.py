@@ -31,6 +31,13 @@ def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> tor
     return sum(-torch.log2(lk).sum() for lk in likelihoods.values()) / num_pixels
 
 
+def weighted_rate(likelihoods: dict[str, torch.Tensor], weights: torch.Tensor, pixels_per_image: int) -> torch.Tensor:
+    """A variable-rate batch's rate term: each image's bits per pixel times its own rate weight
+    lambda (the level it was coded at), averaged over the batch."""
+    bits = sum(-torch.log2(lk).flatten(1).sum(dim=1) for lk in likelihoods.values())
+    return (weights * bits).mean() / pixels_per_image
+
+
 def mse_255(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x_hat, x) * MSE_255
 

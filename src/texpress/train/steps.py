@@ -27,7 +27,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from texpress.train.config import TrainConfig
-from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss
+from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss, weighted_rate
 from texpress.train.rate_control import RateController
 
 
@@ -170,8 +170,13 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
     if amp is not None:
         out = _float32(out)
     terms = loss_fn(out, x)
-    lam = rate.update(float(global_mean(terms["bpp"])))
-    loss_rd = lam * terms["bpp"] + terms["distortion"]
+    if "rate_weight" in out:  # a variable-rate model: each image at its own level and lambda
+        lam = _f(out["rate_weight"].mean())
+        rate_term = weighted_rate(out["likelihoods"], out["rate_weight"], x.shape[-2] * x.shape[-1])
+    else:
+        lam = rate.update(float(global_mean(terms["bpp"])))
+        rate_term = lam * terms["bpp"]
+    loss_rd = rate_term + terms["distortion"]
     loss_g = loss_rd
     stats: dict[str, float] = {}
     if adversarial:
@@ -187,7 +192,7 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
     t.opt_g.step()
     stats.update({
         "bpp": _f(terms["bpp"]), "mse": _f(terms["mse"]), "distortion": _f(terms["distortion"]),
-        "rate_loss": lam * _f(terms["bpp"]), "loss_rd": _f(loss_rd), "loss_g": _f(loss_g), "lambda": lam,
+        "rate_loss": _f(rate_term), "loss_rd": _f(loss_rd), "loss_g": _f(loss_g), "lambda": lam,
     })
     for extra in ("ms_ssim", "lpips"):
         if extra in terms:
