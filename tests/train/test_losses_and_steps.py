@@ -278,3 +278,21 @@ def test_bf16_autocast_steps_train_both_phases():
     assert all(math.isfinite(v) for st in stats for v in st.values())
     assert "loss_d" in stats[1] and next(s.t.codec.parameters()).dtype == torch.float32
     assert torch.isfinite(weights()).all() and not torch.equal(before, weights())
+
+
+def test_a_variable_rate_checkerboard_model_trains_in_bf16():
+    """Each image of the batch is coded at its own level with its own lambda; the rate gains and the
+    context learn (bfloat16 autocast on the CPU)."""
+    from texpress.train.losses import weighted_rate
+    from texpress.train.session import open_session
+
+    cfg = TrainConfig(preset="lite-vr", rd_steps=3, gan_steps=0, lr=3e-4)
+    s = open_session(cfg, device=torch.device("cpu"), data_seed=0)
+    model = s.t.codec
+    gains, context = model.gains.log_gain.detach().clone(), model.context.refine[-1].weight.detach().clone()
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    stats = [train_step(s.t, x, step, cfg, s.loss_fn, s.rate, amp=torch.bfloat16) for step in range(3)]
+    assert all(math.isfinite(v) for st in stats for v in st.values())
+    assert not torch.equal(gains, model.gains.log_gain) and not torch.equal(context, model.context.refine[-1].weight)
+    lk = {"y": torch.full((2, 1, 2, 2), 0.5)}
+    assert weighted_rate(lk, torch.tensor([1.0, 3.0]), 4).item() == pytest.approx((1 * 4 + 3 * 4) / 2 / 4)

@@ -26,6 +26,8 @@ from texpress.evaluate.sources import ImageItem, centre_crop
 from texpress.evaluate.texture import TextureReference
 
 DEFAULT_MODEL_LABEL = "texpress"
+# a variable-rate checkpoint is swept at its trained levels (seven, 2x apart in lambda: codec.gain)
+VARIABLE_RATE_QUALITIES = (0.0, 16.67, 33.33, 50.0, 66.67, 83.33, 100.0)
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
@@ -110,7 +112,13 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
         def decode(data: bytes, codec=codec) -> np.ndarray:
             return np.asarray(codec.decompress(data).convert("RGB"))
 
-        points.append(Point(spec.label, "model", point, None, lambda rgb, codec=codec: codec.compress(rgb), decode))
+        if not codec.config.variable_rate:
+            points.append(Point(spec.label, "model", point, None, lambda rgb, codec=codec: codec.compress(rgb), decode))
+            continue
+        for q in VARIABLE_RATE_QUALITIES:  # one variable-rate checkpoint is a whole curve
+            name = f"{point}@q={q:g}" if len(models) > 1 else f"q={q:g}"
+            points.append(Point(spec.label, "model", name, q, lambda rgb, codec=codec, q=q: codec.compress(rgb, quality=q),
+                                decode))
     return points, curves
 
 
