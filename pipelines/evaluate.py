@@ -29,7 +29,7 @@ def _training_run(model: str, tracking_uri: str) -> str | None:
 
     from texpress.codec.checkpoint import read_checkpoint
     from texpress.evaluate.tracking import find_training_run
-    from texpress.train.tracking import sqlite_store_missing
+    from texpress.mlstore import sqlite_store_missing
 
     if sqlite_store_missing(tracking_uri):
         return None  # no store yet: do not create one
@@ -44,7 +44,7 @@ def main() -> int:
     from texpress.evaluate.config import EvalConfig
     from texpress.evaluate.run import run_eval
     from texpress.evaluate.runner import ModelSpec
-    from texpress.evaluate.tracking import default_tracking_uri
+    from texpress.mlstore import default_tracking_uri
 
     try:
         cfg = EvalConfig.from_dict(load_params(PARAMS, "evaluate"))

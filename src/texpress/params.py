@@ -57,7 +57,7 @@ def set_params(path: str | Path, changes: dict[str, Any]) -> dict[str, Any]:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
 
-    from texpress.codec.files import write_atomic
+    from texpress.files import write_atomic
 
     yaml = YAML()  # round trip: comments, order and flow-style lists are kept
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))

@@ -79,7 +79,7 @@ def test_an_unknown_run_is_a_one_line_error(store, tmp_path):
 
 
 def test_default_store_follows_the_environment(monkeypatch, tmp_path):
-    from texpress.evaluate.tracking import default_tracking_uri
+    from texpress.mlstore import default_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

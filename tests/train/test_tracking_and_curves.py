@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from texpress.train import curves
-from texpress.train.tracking import RunLogger, ensure_experiment, flatten_params, resolve_tracking
+from texpress.train.tracking import RunLogger, flatten_params
+from texpress.mlstore import ensure_experiment, resolve_tracking
 
 
 def test_default_store_is_sqlite_in_the_working_dir(tmp_path, monkeypatch):

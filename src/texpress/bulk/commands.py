@@ -42,7 +42,7 @@ def _run(mode: str, sources: list[str], output: str, model: Optional[str], confi
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from texpress.bulk.job import run_bulk
-    from texpress.codec.files import file_in_the_way
+    from texpress.files import file_in_the_way
 
     from texpress.data import storage
 
@@ -67,7 +67,7 @@ def _run(mode: str, sources: list[str], output: str, model: Optional[str], confi
     if report.failed > 20:
         err_console.print(f"... {report.failed - 20} more in {output.rstrip('/')}/errors.jsonl", markup=False)
     if report_path is not None:
-        from texpress.codec.files import write_atomic
+        from texpress.files import write_atomic
 
         write_atomic(report_path, report.to_json().encode())
     if not report.ok:

@@ -20,10 +20,8 @@ import numpy as np
 from texpress.bulk.config import FILES, BulkConfig
 from texpress.bulk.sources import COMPRESS, TODO
 from texpress.bulk.store import Store
+from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.errors import BitstreamError, ModelMismatchError, TexpressError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm",
-                  ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl", ".qoi")
 
 
 def compressed_key(key: str) -> str:

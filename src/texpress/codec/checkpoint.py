@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from texpress.codec.config import ModelConfig
-from texpress.codec.files import write_atomic
+from texpress.files import write_atomic
 from texpress.codec.model import TexpressModel
 from texpress.errors import CheckpointError, ConfigError
 

@@ -12,8 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from texpress.codec.files import expand
+from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error, warn
 from texpress.errors import TexpressError
+from texpress.files import write_atomic
 
 models_app = typer.Typer(no_args_is_help=True, help="List presets, create and inspect checkpoints.")
 
@@ -56,8 +59,6 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
               work: Callable[[Path], tuple[bytes | None, Callable[[Path], None] | None, int]]) -> BatchSummary:
     """Runs `work` on each input and writes its output atomically; a failing input is reported on
     one line and the batch goes on. `work` returns (data or None, writer or None, pixels)."""
-    from texpress.codec.files import expand, write_atomic
-
     summary = BatchSummary()
     jobs, problems = expand(inputs, out_dir, suffixes, out_suffix)
     for path, reason in problems:
@@ -148,8 +149,6 @@ def compress(
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
 ) -> None:
     """Compress images to .tpx files, mirroring folder structure under OUTPUT."""
-    from texpress.codec.files import IMAGE_SUFFIXES
-
     codec = _load_codec(model, max_pixels)
     _check_output_dir(output)
 

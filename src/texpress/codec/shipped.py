@@ -111,7 +111,7 @@ def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: 
     """Compact `checkpoint` into models/shipped/NAME.ckpt (float16 weights), measure it on `val` and
     record it in models/shipped/models.json (the first model shipped becomes the default)."""
     from texpress.codec.checkpoint import compact_checkpoint, read_checkpoint
-    from texpress.codec.files import write_atomic
+    from texpress.files import write_atomic
 
     folder = models_dir()
     target = folder / f"{name}.ckpt"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from texpress.codec.files import write_atomic
+from texpress.files import write_atomic
 from texpress.evaluate.metrics import ms_ssim_db
 
 MODEL_STYLE = {"linewidth": 2.4, "marker": "o", "markersize": 6, "zorder": 3}

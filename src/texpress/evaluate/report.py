@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from texpress.codec.files import write_atomic
+from texpress.files import write_atomic
 from texpress.evaluate import figures
 from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap,
                                       quality_axis, rate_delta_at)

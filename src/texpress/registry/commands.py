@@ -126,7 +126,7 @@ def pull_command(
     """Write the checkpoint of a registered version to a plain file."""
     import shutil
 
-    from texpress.codec.files import file_in_the_way, write_atomic
+    from texpress.files import file_in_the_way, write_atomic
     from texpress.registry.refs import PREFIX, resolve_checkpoint
 
     if output.exists() and not force:

@@ -104,7 +104,7 @@ def _log_decision(client, store, cfg: RegistryConfig, d: Decision) -> str:
     """One run per decision in the registry experiment: tags, a metric per check, decision.json."""
     from mlflow.entities import Metric
 
-    from texpress.train.tracking import ensure_experiment
+    from texpress.mlstore import ensure_experiment
 
     experiment_id = ensure_experiment(store.uri, cfg.experiment, store.artifact_location)
     outcome = "dry-run" if d.dry_run else ("promoted" if d.promoted else "refused")

@@ -115,7 +115,7 @@ def _load_summary(summary: dict[str, Any] | str | os.PathLike | None) -> dict[st
 
 def _registry_run(client, store: Store, cfg: RegistryConfig, fingerprint: str) -> str:
     """A run of the registry's experiment for a checkpoint that has no training run in this store."""
-    from texpress.train.tracking import ensure_experiment
+    from texpress.mlstore import ensure_experiment
 
     experiment_id = ensure_experiment(store.uri, cfg.experiment, store.artifact_location)
     run = client.create_run(experiment_id, run_name=f"register-{fingerprint[:8]}",

@@ -56,7 +56,7 @@ class Store:
 def open_store(tracking_uri: str | None = None, *, create: bool = True) -> Store:
     """The store to use; an http(s) server is checked first (an unreachable one is one RegistryError,
     not minutes of retries), a missing local sqlite file is an error unless `create`."""
-    from texpress.train.tracking import resolve_tracking, sqlite_store_missing
+    from texpress.mlstore import resolve_tracking, sqlite_store_missing
 
     if tracking_uri and tracking_uri.startswith("sqlite:///"):  # artifacts beside the database, as train does
         db = Path(tracking_uri.removeprefix("sqlite:///"))

@@ -35,7 +35,7 @@ def write_run_record(folder: Path, record: dict[str, Any]) -> None:
     so that the same training gives the same bytes (a DVC stage declares those, not this)."""
     import json
 
-    from texpress.codec.files import write_atomic
+    from texpress.files import write_atomic
 
     write_atomic(Path(folder) / RUN_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 

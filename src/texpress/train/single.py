@@ -118,7 +118,7 @@ def latest_checkpoint(ckpt_dir: Path) -> int | None:
 
 def save_checkpoint_pair(s: Session, ckpt_dir: Path, identity: str, keep: int) -> None:
     from texpress.codec.checkpoint import save_checkpoint
-    from texpress.codec.files import write_atomic
+    from texpress.files import write_atomic
 
     model_path, resume_path = _paths(ckpt_dir, s.step)
     save_checkpoint(s.t.codec, model_path, meta={"steps": s.step, "preset": s.preset, "partial": True})
@@ -165,7 +165,8 @@ def open_tracker(enabled: bool, s: Session, loader_cfg, *, params: dict[str, str
         import mlflow  # noqa: F401
     except ImportError:
         return NullTracker(), ""
-    from texpress.train.tracking import RunLogger, ensure_experiment, flatten_params, resolve_tracking
+    from texpress.train.tracking import RunLogger, flatten_params
+    from texpress.mlstore import ensure_experiment, resolve_tracking
 
     uri, artifacts = resolve_tracking(tracking_dir)
     experiment_id = ensure_experiment(uri, s.cfg.experiment, artifacts)

@@ -1,11 +1,11 @@
 """MLflow tracking, done by hand from rank 0 (Ray Train V2 refuses MLflowLoggerCallback).
 
-The driver resolves the tracking store and creates the experiment; rank 0 creates the run (or
+The driver resolves the tracking store and creates the experiment (texpress.mlstore); rank 0 creates the run (or
 re-opens it after a restart: its id is in every training checkpoint), logs params, tags, per-step
 metrics in batches, validation image grids and the final artifacts. Only MlflowClient is used:
 no fluent global state in the Ray worker processes.
 
-Default store: `sqlite:///<working dir>/mlflow.db` with artifacts in `<working dir>/mlartifacts`;
+The store (texpress.mlstore): `sqlite:///<working dir>/mlflow.db` with artifacts in `<working dir>/mlartifacts`;
 MLFLOW_TRACKING_URI selects another store or a server (start it with --serve-artifacts so workers
 on other machines do not write artifacts to their own disks).
 
@@ -22,55 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DB = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAG_CHARS = 5000
 FAILURE_TAG = "failure_reason"
-
-
-def resolve_tracking(workdir: str | os.PathLike | None = None) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for a new experiment or None for the store's default)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri, None
-    base = Path(workdir or os.getcwd()).resolve()
-    return f"sqlite:///{base / DEFAULT_DB}", (base / DEFAULT_ARTIFACTS).as_uri()
-
-
-def sqlite_store_missing(uri: str) -> bool:
-    """True for a local sqlite store whose file does not exist: readers must not create one by asking."""
-    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
-
-
-def _quiet_store_setup() -> None:
-    """MLflow's sqlite store announces every table it creates on INFO: not news for a user."""
-    import logging
-
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def ensure_experiment(uri: str, name: str, artifact_location: str | None) -> str:
-    """The id of experiment `name`, created (with its artifact location) when missing."""
-    _quiet_store_setup()
-    from mlflow.entities import LifecycleStage
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, artifact_location=artifact_location)
-        except MlflowException:  # created concurrently
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if exp.lifecycle_stage == LifecycleStage.DELETED:
-        client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:

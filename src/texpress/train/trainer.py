@@ -204,7 +204,8 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     from texpress.train.loop import train_loop_per_worker
     from texpress.train.losses import load_lpips
     from texpress.train.session import read_init
-    from texpress.train.tracking import ensure_experiment, git_commit, resolve_tracking
+    from texpress.train.tracking import git_commit
+    from texpress.mlstore import ensure_experiment, resolve_tracking
 
     started = time.perf_counter()
     shards = _abs(shards)

@@ -133,7 +133,7 @@ def write_final(s: Session, folder: Path, *, val_items: list, tracker, meta: dic
     except ModuleNotFoundError:  # matplotlib is optional where the single-process trainer runs
         pngs = []
     curves.write_tsv(s.history, folder / CURVES_FILE)
-    from texpress.codec.files import write_atomic
+    from texpress.files import write_atomic
 
     write_atomic(folder / METRICS_FILE, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     for png in pngs:
