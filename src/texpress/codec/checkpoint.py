@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from texpress.codec.config import ModelConfig
-from texpress.files import write_atomic
 from texpress.codec.model import TexpressModel
 from texpress.errors import CheckpointError, ConfigError
+from texpress.files import write_atomic
 
 FORMAT = "texpress-checkpoint"
 FORMAT_VERSION = 1  # full CDF tables
@@ -71,8 +73,6 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
     meta = dict(meta or {})
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         header = {"format": FORMAT, "format_version": str(version), "config": json.dumps(model.config.to_dict()),
                   "fingerprint": fp, "meta": json.dumps(meta)}
         write_atomic(path, writer=lambda p: save_file(state, str(p), metadata=header))
@@ -119,16 +119,13 @@ def compact_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw payload: format, config (dict), fingerprint, meta, state_dict.
 
-    `path` may also be a model URI (`models:/NAME@ALIAS`) once a resolver is installed (codec.refs)."""
-    from texpress.codec.refs import resolve
-
-    path = resolve(path)
+    `path` is a file: a shipped model's name or a models:/ URI is resolved to one before
+    (texpress.registry.refs.resolve_checkpoint)."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}

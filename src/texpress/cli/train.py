@@ -1,4 +1,4 @@
-"""`texpress train`: the DVC train stage's training, outside DVC."""
+"""`texpress train`: the DVC train stage's training, outside DVC (Ray Train, or --backend torch)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from texpress.console import err_console, out_console
+from texpress.registry.refs import resolve_checkpoint
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -134,6 +135,7 @@ def train_command(
         from texpress.console import warn
 
         warn("--preset is ignored with --from: the architecture comes from the checkpoint")
+    init_path = resolve_checkpoint(init_from) if init_from is not None else None
     where = f"{cfg.workers} worker(s)" if backend == "ray" else "one process"
     start = f"from {init_from}" if init_from is not None else f"preset {cfg.preset}"
     err_console.print(f"training {start}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial "
@@ -144,14 +146,14 @@ def train_command(
 
         from texpress.train.single import summary_lines, train_single
 
-        outcome = train_single(cfg, loader_cfg, out, images=images, shards=shards, val=val, init_from=init_from,
+        outcome = train_single(cfg, loader_cfg, out, images=images, shards=shards, val=val, init_from=init_path,
                                device=device, amp=amp, time_limit=time_limit, mlflow=not no_mlflow)
         for line in summary_lines(outcome):
             out_console.print(Text(line))
         return
     from texpress.train.trainer import run_training
 
-    outcome = run_training(cfg, loader_cfg, shards, out, init_from=init_from, run_name=run_name,
+    outcome = run_training(cfg, loader_cfg, shards, out, init_from=init_path, run_name=run_name,
                            storage_path=storage_path)
     out_console.print(summary_table(outcome))
 

@@ -1,4 +1,4 @@
-"""CLI commands of the evaluation layer: `texpress eval run`, `texpress eval bd-rate`, `texpress eval baselines`."""
+"""The evaluation's commands: `texpress eval run`, `texpress eval bd-rate`, `texpress eval baselines`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from texpress.console import EXIT_FAILED_ITEMS, out_console
 from texpress.errors import ConfigError
+from texpress.registry.refs import resolve_checkpoint
 
 eval_app = typer.Typer(no_args_is_help=True,
                        help="Rate-distortion evaluation against classical codecs: metrics, BD-rate, figures.")
@@ -37,6 +38,11 @@ def _parse_qualities(items: list[str]) -> dict[str, tuple[float, ...]]:
         except ValueError:
             raise ConfigError(f"--quality must look like jpeg=10,30,50, got {item!r}") from None
     return out
+
+
+def _resolved(spec):
+    """The spec with its checkpoint resolved (a shipped name or models:/ URI becomes a file)."""
+    return type(spec)(spec.label, resolve_checkpoint(spec.path))
 
 
 @eval_app.command("run")
@@ -88,7 +94,7 @@ def run_command(
             fig["bpp"] = figure_bpp
         section["figure"] = fig
     cfg = EvalConfig.from_dict(section)
-    outcome = run_eval([str(p) for p in images], [ModelSpec.parse(m) for m in model], cfg, output,
+    outcome = run_eval([str(p) for p in images], [_resolved(ModelSpec.parse(m)) for m in model], cfg, output,
                        mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, show=not quiet)
     if outcome.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)

@@ -1,4 +1,4 @@
-"""CLI commands of the registry layer: `texpress registry register | list | promote | pull`."""
+"""`texpress registry register | list | promote | pull`: the model registry's commands."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def register_command(
     params: Optional[Path] = PARAMS_OPTION,
 ) -> None:
     """Create a model version (pyfunc model + tags); a checkpoint already registered returns its version."""
+    from texpress.registry.refs import resolve_checkpoint
     from texpress.registry.register import register_checkpoint, register_run
 
     if (run_id is None) == (checkpoint is None):
@@ -51,7 +52,7 @@ def register_command(
     if run_id:
         r = register_run(run_id, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
     else:
-        r = register_checkpoint(checkpoint, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
+        r = register_checkpoint(resolve_checkpoint(checkpoint, tracking_uri), name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
     verb = "registered" if r.created else "already registered:"
     out_console.print(f"{verb} {r.name} version {r.version} (fingerprint {r.fingerprint}, run {r.run_id})",
                       markup=False, soft_wrap=True)
