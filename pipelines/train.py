@@ -24,10 +24,9 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
     from texpress.data.config import LoaderConfig
     from texpress.params import load_params
-    from texpress.cli.train import summary_table
     from texpress.registry.refs import resolve_checkpoint
     from texpress.train.config import TrainConfig
-    from texpress.train.trainer import run_training
+    from texpress.train.ray_driver import run_training, summary_table
 
     try:
         cfg = TrainConfig.from_dict(load_params(PARAMS, "train"))

@@ -16,11 +16,16 @@ installed or not wanted (the single-process trainer): mlflow is only imported in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+from texpress.mlstore import ensure_experiment, resolve_tracking
+from texpress.train.state import Session
+from texpress.train.step_loop import say
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -170,3 +175,27 @@ class NullTracker:
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
         pass
+
+
+def open_tracker(enabled: bool, s: Session, loader_cfg, *, params: dict[str, str], tags: dict[str, str],
+                 tracking_dir: str | os.PathLike | None):
+    """The single-process trainer's MLflow set-up: (tracker, uri), a RunLogger on the run the state names
+    (else a new one with every setting as params) when MLflow is installed and wanted, else a NullTracker."""
+    if not enabled:
+        return NullTracker(), ""
+    if importlib.util.find_spec("mlflow") is None:  # a bare GPU box: training goes on untracked
+        return NullTracker(), ""
+    uri, artifacts = resolve_tracking(tracking_dir)
+    experiment_id = ensure_experiment(uri, s.cfg.experiment, artifacts)
+    if s.run_id:
+        try:
+            tracker = RunLogger(uri, s.run_id)
+            tracker.resume(s.step)
+            return tracker, uri
+        except Exception:  # the checkpoints came from another machine or store: a new run goes on
+            say(f"MLflow run {s.run_id} is not in {uri}; logging the rest of the training to a new run")
+    all_params = {**flatten_params("train.", s.cfg.to_dict()), **flatten_params("loader.", loader_cfg.to_dict()),
+                  **flatten_params("model.", s.model_cfg.to_dict()), "world_size": "1", **params}
+    tracker = RunLogger.start(uri, experiment_id, run_name=tags.get("run_name"), params=all_params, tags=tags)
+    s.run_id = tracker.run_id
+    return tracker, uri
