@@ -9,8 +9,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from texpress.console import EXIT_FAILED_ITEMS, out_console
+from texpress.console import EXIT_FAILED_ITEMS, out_console, report_item_error, warn
 from texpress.errors import ConfigError
+from texpress.evaluate.baselines import BASELINES
+from texpress.evaluate.bdrate import QUALITY_METRICS, bd_rate_curves
+from texpress.evaluate.config import EvalConfig, ModelSpec, parse_baselines
+from texpress.evaluate.curves import load_curve
+from texpress.evaluate.display import print_summary, progress_bar
+from texpress.evaluate.run import run_eval
+from texpress.params import load_params
 from texpress.registry.refs import resolve_checkpoint
 
 eval_app = typer.Typer(no_args_is_help=True,
@@ -42,7 +49,7 @@ def _parse_qualities(items: list[str]) -> dict[str, tuple[float, ...]]:
 
 def _resolved(spec):
     """The spec with its checkpoint resolved (a shipped name or models:/ URI becomes a file)."""
-    return type(spec)(spec.label, resolve_checkpoint(spec.path))
+    return ModelSpec(spec.label, resolve_checkpoint(spec.path))
 
 
 @eval_app.command("run")
@@ -71,12 +78,6 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary tables."),
 ) -> None:
     """Evaluate checkpoints and classical codecs on IMAGES: per_image.csv, summary.json, R-D and crops figures."""
-    from texpress.evaluate.config import EvalConfig, parse_baselines
-    from texpress.evaluate.run import run_eval
-    from texpress.evaluate.runner import ModelSpec
-
-    from texpress.params import load_params
-
     section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:
         section["baselines"] = parse_baselines(baselines)
@@ -95,7 +96,10 @@ def run_command(
         section["figure"] = fig
     cfg = EvalConfig.from_dict(section)
     outcome = run_eval([str(p) for p in images], [_resolved(ModelSpec.parse(m)) for m in model], cfg, output,
-                       mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, show=not quiet)
+                       mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, on_error=report_item_error,
+                       on_warning=warn, progress=progress_bar(show=not quiet))
+    if not quiet:
+        print_summary(outcome)
     if outcome.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 
@@ -108,9 +112,6 @@ def bd_rate_command(
     metric: str = typer.Option("psnr-rgb", "--metric", help="psnr-rgb or ms-ssim-rgb (MS-SSIM is compared in dB)."),
 ) -> None:
     """Print the BD-rate of curve B against curve A in percent (negative: B needs fewer bits)."""
-    from texpress.evaluate.bdrate import QUALITY_METRICS, bd_rate_curves
-    from texpress.evaluate.curves import load_curve
-
     if metric not in QUALITY_METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(QUALITY_METRICS)}, got {metric!r}")
     name_a, curve_a = load_curve(anchor)
@@ -122,8 +123,6 @@ def bd_rate_command(
 @eval_app.command("baselines")
 def baselines_command() -> None:
     """List the classical codecs, their settings and default quality sweeps."""
-    from texpress.evaluate.baselines import BASELINES
-
     table = Table(title="classical baselines", title_justify="left")
     for col in ("name", "codec", "library", "chroma", "quality knob", "default sweep"):
         table.add_column(col)
