@@ -12,6 +12,7 @@ run killed at any moment and run again gives the same outputs as one that never 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -118,8 +119,6 @@ def _rows(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: BulkConfig, done: dict):
-    import logging
-
     import ray
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 

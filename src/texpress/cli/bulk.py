@@ -8,7 +8,11 @@ from typing import List, Optional
 import typer
 
 from texpress.bulk.config import FILES, WEBDATASET, BulkConfig
+from texpress.bulk.job import run_bulk
+from texpress.bulk.verify import verify
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error
+from texpress.data import storage
+from texpress.files import file_in_the_way, write_atomic
 
 _D = BulkConfig()
 
@@ -41,11 +45,6 @@ def _run(mode: str, sources: list[str], output: str, model: Optional[str], confi
          progress: bool) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from texpress.bulk.job import run_bulk
-    from texpress.files import file_in_the_way
-
-    from texpress.data import storage
-
     for source in sources:  # a mistyped SOURCE is a usage error, not a bad item: nothing starts, nothing is written
         if storage.is_local(source) and not Path(storage.local_path(source)).exists():
             raise fail(f"{source}: no such file or folder")
@@ -67,7 +66,6 @@ def _run(mode: str, sources: list[str], output: str, model: Optional[str], confi
     if report.failed > 20:
         err_console.print(f"... {report.failed - 20} more in {output.rstrip('/')}/errors.jsonl", markup=False)
     if report_path is not None:
-        from texpress.files import write_atomic
 
         write_atomic(report_path, report.to_json().encode())
     if not report.ok:
@@ -136,8 +134,6 @@ def verify_command(
 ) -> None:
     """Decode a sample (or --all) of DEST against the originals: PSNR, sizes, counts."""
     from rich.table import Table
-
-    from texpress.bulk.verify import verify
 
     result = verify(dest, model, sample=None if all_ else sample, seed=seed, endpoint_url=endpoint_url)
     if as_json:

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from texpress.codec.config import ModelConfig
 from texpress.codec.model import TexpressModel
@@ -73,6 +71,8 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
     meta = dict(meta or {})
     path = Path(path)
     if path.suffix == ".safetensors":
+        from safetensors.torch import save_file  # optional: the single-process trainer runs without it
+
         header = {"format": FORMAT, "format_version": str(version), "config": json.dumps(model.config.to_dict()),
                   "fingerprint": fp, "meta": json.dumps(meta)}
         write_atomic(path, writer=lambda p: save_file(state, str(p), metadata=header))
@@ -126,6 +126,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         if path.suffix == ".safetensors":
+            from safetensors import safe_open  # optional: the single-process trainer runs without it
+
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}
