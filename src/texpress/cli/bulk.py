@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -39,6 +40,15 @@ MAX_PIXELS = typer.Option(_D.max_pixels, "--max-pixels", min=1, help="Refuse ima
 MAX_BYTES = typer.Option(_D.max_file_bytes, "--max-file-bytes", min=1, help="Refuse input files above this size, unread.")
 REPORT = typer.Option(None, "--report", help="Also write the JSON report here (it is always in DEST/report.json).")
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+
+
+def _config(options: dict[str, Any]) -> BulkConfig:
+    """A command's options as a BulkConfig: the options named like its fields, --webdataset as the source
+    format and --shards as the destination format."""
+    names = {f.name for f in fields(BulkConfig)}
+    return BulkConfig(source_format=WEBDATASET if options["webdataset"] else FILES,
+                      dest_format=WEBDATASET if options.get("shards") else FILES,
+                      **{k: v for k, v in options.items() if k in names})
 
 
 def _run(mode: str, sources: list[str], output: str, model: Optional[str], config: BulkConfig, report_path: Optional[Path],
@@ -92,11 +102,7 @@ def compress(
     progress: bool = PROGRESS,
 ) -> None:
     """Compress every image of SOURCE... into DEST (SOURCE's paths mirrored, NAME.EXT -> NAME.EXT.tpx)."""
-    config = BulkConfig(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                        batch_size=batch_size, shard_size=shard_size, dest_format=WEBDATASET if shards else FILES,
-                        source_format=WEBDATASET if webdataset else FILES, endpoint_url=endpoint_url,
-                        max_pixels=max_pixels, max_file_bytes=max_file_bytes)
-    _run("compress", sources, output, model, config, report, progress)
+    _run("compress", sources, output, model, _config(locals()), report, progress)
 
 
 @bulk_app.command("decompress")
@@ -116,10 +122,7 @@ def decompress(
     progress: bool = PROGRESS,
 ) -> None:
     """Restore the .tpx files (or shards) of SOURCE... as PNGs under their original names and paths."""
-    config = BulkConfig(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                        batch_size=batch_size, source_format=WEBDATASET if webdataset else FILES,
-                        endpoint_url=endpoint_url, max_pixels=max_pixels, max_file_bytes=max_file_bytes)
-    _run("decompress", sources, output, model, config, report, progress)
+    _run("decompress", sources, output, model, _config(locals()), report, progress)
 
 
 @bulk_app.command("verify")
