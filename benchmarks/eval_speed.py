@@ -81,10 +81,9 @@ def main() -> None:
 
     from texpress.codec.checkpoint import build_model, save_checkpoint
     from texpress.codec.config import get_preset
-    from texpress.evaluate.config import EvalConfig
+    from texpress.evaluate.config import EvalConfig, ModelSpec
     from texpress.evaluate.run import run_eval
-    from texpress.evaluate.runner import ModelSpec
-
+    
     with tempfile.TemporaryDirectory(prefix="eval-speed-") as tmp:
         tmp = Path(tmp)
         images, described = make_images(tmp, args.images, args.source)
@@ -94,7 +93,7 @@ def main() -> None:
             save_checkpoint(build_model(get_preset(args.preset), seed=0), model)
         cfg = EvalConfig()
         start = time.perf_counter()
-        outcome = run_eval([str(p) for p in images], [ModelSpec.parse(str(model))], cfg, tmp / "report", show=False)
+        outcome = run_eval([str(p) for p in images], [ModelSpec.parse(str(model))], cfg, tmp / "report")
         total = time.perf_counter() - start
         rows = list(csv.DictReader((tmp / "report" / "per_image.csv").open()))
 

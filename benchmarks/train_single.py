@@ -65,7 +65,7 @@ def shards_from(folder: Path, root: Path, crop: int) -> Path | None:
 def run_arm(name: str, args, folder: Path, shards: Path | None, work: Path) -> dict:
     from texpress.data.config import LoaderConfig
     from texpress.train.config import TrainConfig
-    from texpress.train.single import train_single
+    from texpress.train.single_process import train_single
 
     cfg = TrainConfig(preset=args.preset, rd_steps=args.steps, gan_steps=0, checkpoint_every=args.steps,
                       val_images=0, log_every=max(1, args.steps))
@@ -95,7 +95,7 @@ def main() -> None:
 
     import torch
 
-    from texpress.train.single import pick_device
+    from texpress.train.device import pick_device
 
     device = pick_device(args.device)
     args.device = str(device)

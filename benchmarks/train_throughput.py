@@ -84,7 +84,7 @@ def main() -> None:
 
     from texpress.data.config import LoaderConfig
     from texpress.train.config import TrainConfig
-    from texpress.train.trainer import run_training
+    from texpress.train.ray_driver import run_training
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.pop("MLFLOW_TRACKING_URI", None)

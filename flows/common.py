@@ -145,7 +145,7 @@ def report(key: str, title: str, metrics: dict[str, Any], links: dict[str, str] 
 
 def tracking_uri(repo: Path) -> str:
     """The MLflow store the stages log to: $MLFLOW_TRACKING_URI, else the checkout's mlflow.db."""
-    from texpress.train.tracking import resolve_tracking
+    from texpress.mlstore import resolve_tracking
 
     return resolve_tracking(repo)[0]
 

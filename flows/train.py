@@ -22,7 +22,7 @@ from prefect.cache_policies import INPUTS
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flows.common import (TRANSIENT_RETRIES, StageFailed, Text, check_local_path, dvc, mlflow_links, model_name,
-                          read_json, registry_config, report, repo_root, set_params, tracking_uri)
+                          read_json, registry_config, repo_root, report, set_params, tracking_uri)
 
 RayAddress = Annotated[str, StringConstraints(pattern=r"^(ray://)?[^\s:/]+:\d{1,5}/?$")]  # [ray://]HOST:PORT
 EVAL_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "checkerboard", "texture-distance", "hf-ratio")
@@ -86,7 +86,7 @@ def warm_start_source(repo: Path) -> str | None:
     init = load_params(repo / "params.yaml", "train").get("init_from")
     if not init:
         return None
-    from texpress.train.session import read_init
+    from texpress.train.state import read_init
 
     if init.startswith("models:/"):
         from texpress.registry.refs import resolve_checkpoint

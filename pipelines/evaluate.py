@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from texpress.console import EXIT_FAILED_ITEMS, fail
+from texpress.console import EXIT_FAILED_ITEMS, fail, report_item_error, warn
 from texpress.errors import TexpressError
 
 PARAMS = "params.yaml"
@@ -29,7 +29,7 @@ def _training_run(model: str, tracking_uri: str) -> str | None:
 
     from texpress.codec.checkpoint import read_checkpoint
     from texpress.evaluate.tracking import find_training_run
-    from texpress.train.tracking import sqlite_store_missing
+    from texpress.mlstore import sqlite_store_missing
 
     if sqlite_store_missing(tracking_uri):
         return None  # no store yet: do not create one
@@ -40,18 +40,19 @@ def _training_run(model: str, tracking_uri: str) -> str | None:
 
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
-    from texpress.params import load_params
-    from texpress.evaluate.config import EvalConfig
+    from texpress.evaluate.config import EvalConfig, ModelSpec
+    from texpress.evaluate.display import print_summary, progress_bar
     from texpress.evaluate.run import run_eval
-    from texpress.evaluate.runner import ModelSpec
-    from texpress.evaluate.tracking import default_tracking_uri
+    from texpress.mlstore import default_tracking_uri
+    from texpress.params import load_params
 
     try:
         cfg = EvalConfig.from_dict(load_params(PARAMS, "evaluate"))
         uri = default_tracking_uri()
         run_id = os.environ.get("MLFLOW_RUN_ID") or (_training_run(MODEL, uri) if cfg.mlflow else None)
         outcome = run_eval([TEST_SHARDS], [ModelSpec.parse(MODEL)], cfg, OUT, mlflow_run_id=run_id,
-                           tracking_uri=uri)
+                           tracking_uri=uri, on_error=report_item_error, on_warning=warn, progress=progress_bar())
+        print_summary(outcome)
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     if outcome.failures:

@@ -28,9 +28,8 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
     from texpress.evaluate.report import write_json
     from texpress.params import load_params
-    from texpress.registry.commands import print_decision
     from texpress.registry.config import RegistryConfig
-    from texpress.registry.promote import promote
+    from texpress.registry.promote import print_decision, promote
     from texpress.registry.register import register_checkpoint
 
     try:

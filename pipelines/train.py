@@ -24,21 +24,20 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside compressai
     from texpress.data.config import LoaderConfig
     from texpress.params import load_params
-    from texpress.train.commands import summary_table
+    from texpress.registry.refs import resolve_checkpoint
     from texpress.train.config import TrainConfig
-    from texpress.train.trainer import run_training
+    from texpress.train.ray_driver import run_training, summary_table
 
     try:
         cfg = TrainConfig.from_dict(load_params(PARAMS, "train"))
         loader_cfg = LoaderConfig.from_dict(load_params(PARAMS, "loader"))
         err_console.print(f"training preset {cfg.preset}: {cfg.rd_steps} rate-distortion + {cfg.gan_steps} "
                           f"adversarial steps on {cfg.workers} worker(s)", highlight=False)
-        if cfg.init_from:  # a checkpoint, or models:/NAME@ALIAS resolved through the registry
-            from texpress.registry.refs import install
-
-            install()
+        init_from = None
+        if cfg.init_from:  # a checkpoint, a shipped model's name or models:/NAME@ALIAS
             err_console.print(f"warm start from {cfg.init_from}", highlight=False)
-        outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=cfg.init_from)
+            init_from = resolve_checkpoint(cfg.init_from)
+        outcome = run_training(cfg, loader_cfg, SHARDS, OUT, init_from=init_from)
     except TexpressError as exc:
         return fail(str(exc)).exit_code
     out_console.print(summary_table(outcome))

@@ -23,3 +23,7 @@ class CheckpointError(TexpressError):
 
 class ConfigError(TexpressError):
     """A configuration value or preset name is invalid."""
+
+
+class TrainingError(TexpressError):
+    """Training could not run, or failed beyond what the trainer recovers from."""

@@ -6,10 +6,12 @@ wrong type is a one-line ConfigError, never a silent default or a traceback."""
 from __future__ import annotations
 
 from dataclasses import fields
+from io import StringIO
 from pathlib import Path
 from typing import Any, TypeVar
 
 from texpress.errors import ConfigError
+from texpress.files import write_atomic
 
 T = TypeVar("T")
 
@@ -52,12 +54,8 @@ def set_params(path: str | Path, changes: dict[str, Any]) -> dict[str, Any]:
 
     A key must already exist (a typo is a ConfigError, not a new silent key). Returns the previous
     values of the keys that changed; the file is replaced atomically, and left alone when none did."""
-    from io import StringIO
-
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedSeq
-
-    from texpress.codec.files import write_atomic
 
     yaml = YAML()  # round trip: comments, order and flow-style lists are kept
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))

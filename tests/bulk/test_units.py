@@ -134,7 +134,8 @@ def test_refusals_before_any_work(tmp_path, lite_ckpt):
 def test_model_refs_resolve_through_the_registry(tmp_path, lite_ckpt, monkeypatch):
     import mlflow
 
-    from texpress.bulk.models import fingerprint_of, resolve_model
+    from texpress.codec.checkpoint import read_checkpoint
+    from texpress.registry.refs import resolve_checkpoint
     from texpress.registry.register import register_checkpoint
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -142,5 +143,6 @@ def test_model_refs_resolve_through_the_registry(tmp_path, lite_ckpt, monkeypatc
     monkeypatch.setenv("TEXPRESS_CACHE_DIR", str(tmp_path / "cache"))
     registered = register_checkpoint(lite_ckpt, "texpress-bulk", tracking_uri=uri)
     mlflow.MlflowClient(uri).set_registered_model_alias("texpress-bulk", "champion", registered.version)
-    path = resolve_model("models:/texpress-bulk@champion")
-    assert path.is_file() and fingerprint_of(path) == fingerprint_of(lite_ckpt) == registered.fingerprint
+    path = resolve_checkpoint("models:/texpress-bulk@champion")
+    fingerprint = read_checkpoint(path)["fingerprint"]
+    assert path.is_file() and fingerprint == read_checkpoint(lite_ckpt)["fingerprint"] == registered.fingerprint

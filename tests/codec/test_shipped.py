@@ -10,6 +10,7 @@ from texpress.codec import bitstream
 from texpress.codec.api import Codec
 from texpress.codec.checkpoint import RAGGED_VERSION, read_checkpoint
 from texpress.codec.shipped import MANIFEST, default_model, models_dir, shipped_models
+from texpress.errors import CheckpointError
 from texpress.evaluate.baselines import BASELINES
 from texpress.evaluate.metrics import bpp, psnr
 
@@ -120,11 +121,12 @@ def test_a_checkpoint_compacted_to_float16_codes_what_its_fingerprint_says(tmp_p
     assert np.abs(a - b).mean() < 1.0  # float16 weights: the same model to within rounding
 
 
-def test_bulk_and_library_refs_take_shipped_names_and_default_to_the_shipped_lite():
-    from texpress.bulk.models import resolve_model
-    from texpress.codec.refs import resolve
+def test_model_refs_take_shipped_names_and_default_to_the_shipped_lite():
+    from texpress.registry.refs import resolve_checkpoint
 
-    assert resolve_model(None) == default_model().path
+    assert resolve_checkpoint(None) == default_model().path
     for model in shipped_models().values():
-        assert resolve_model(model.name) == model.path == resolve(model.name)
-    assert Codec.from_checkpoint(default_model().name).fingerprint == default_model().fingerprint
+        assert resolve_checkpoint(model.name) == model.path
+    assert Codec.from_checkpoint(resolve_checkpoint(default_model().name)).fingerprint == default_model().fingerprint
+    with pytest.raises(CheckpointError, match="no-such-model: no such checkpoint file"):
+        resolve_checkpoint("no-such-model")

@@ -40,10 +40,12 @@ def test_repro_push_and_pull_in_a_fresh_clone(tmp_path):
     (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
     for stage in pipeline["stages"].values():
-        for dep in stage["deps"]:
-            if (ROOT / dep).is_file():
-                (repo / dep).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(ROOT / dep, repo / dep)
+        for dep in stage["deps"]:  # the code: files and package folders
+            src, dst = ROOT / dep, repo / dep
+            if src.is_file() or (src.is_dir() and not dst.exists() and dep.startswith("src/")):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+                 else shutil.copy(src, dst))
     _run(["git", "init", "-q"], repo, env)
     _run(dvc + ["init", "-q"], repo, env)
     shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")

@@ -166,7 +166,7 @@ def test_labelled_checkpoints_form_separate_curves(tmp_path, crop_files, ckpt_pa
     import typer
     from typer.testing import CliRunner
 
-    from texpress.evaluate import commands
+    from texpress.cli import evaluate as commands
 
     app = typer.Typer()
     commands.register(app)
@@ -185,7 +185,7 @@ def test_a_second_run_into_the_same_folder_leaves_no_stale_results(tmp_path, cro
     import typer
     from typer.testing import CliRunner
 
-    from texpress.evaluate import commands
+    from texpress.cli import evaluate as commands
 
     app = typer.Typer()
     commands.register(app)

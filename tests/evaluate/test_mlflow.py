@@ -8,9 +8,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from texpress.evaluate.config import EvalConfig
+from texpress.evaluate.config import EvalConfig, ModelSpec
 from texpress.evaluate.run import run_eval
-from texpress.evaluate.runner import ModelSpec
 from texpress.evaluate.tracking import TrackingError, log_to_run
 
 
@@ -27,7 +26,7 @@ def test_evaluation_is_logged_to_the_run(store, crop_files, ckpt_pair):
     out = store["tmp"] / "out"
     cfg = EvalConfig(baselines=("jpeg", "webp"), qualities={"jpeg": (10, 50, 90), "webp": (10, 50, 90)})
     outcome = run_eval([str(crop_files[0]), str(crop_files[1])], [ModelSpec.parse(str(p)) for p in ckpt_pair], cfg,
-                       out, mlflow_run_id=store["run_id"], tracking_uri=store["uri"], show=False)
+                       out, mlflow_run_id=store["run_id"], tracking_uri=store["uri"])
     assert outcome.mlflow_uri == store["uri"]
     client = store["client"]
     run = client.get_run(store["run_id"])
@@ -82,7 +81,7 @@ def test_an_unknown_run_is_a_one_line_error(store, tmp_path):
 
 
 def test_default_store_follows_the_environment(monkeypatch, tmp_path):
-    from texpress.evaluate.tracking import default_tracking_uri
+    from texpress.mlstore import default_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

@@ -3,9 +3,6 @@ own PREFECT_HOME, the deployments of prefect.yaml, a process worker, and the RES
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,32 +12,12 @@ from typing import Any, Iterator
 
 import httpx
 
+from ..servers import free_port, start, stop
+
 PREFECT = [sys.executable, "-m", "prefect"]
 POOL = "texpress-process"  # prefect.yaml's work pool
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RETRIED = {429, 502, 503}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group (the server's and the worker's children too), then SIGKILL."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _start(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -57,17 +34,17 @@ def prefect_stack(repo: Path, env: dict[str, str], logs: Path) -> Iterator["Api"
            "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "2"}
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_start(PREFECT + ["server", "start", "--host", "127.0.0.1", "--port", str(port)], repo, env,
-                            logs / "server.log"))
+        procs.append(start(PREFECT + ["server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                           logs / "server.log", cwd=repo, env=env))
         api = Api(env["PREFECT_API_URL"])
         api.wait_healthy(procs[0], logs / "server.log")
         run(PREFECT + ["work-pool", "create", POOL, "--type", "process", "--overwrite"], repo, env)
         run(PREFECT + ["--no-prompt", "deploy", "--all"], repo, env)
-        procs.append(_start(PREFECT + ["worker", "start", "--pool", POOL], repo, env, logs / "worker.log"))
+        procs.append(start(PREFECT + ["worker", "start", "--pool", POOL], logs / "worker.log", cwd=repo, env=env))
         yield api
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
 
 
 class Api:

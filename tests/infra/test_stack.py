@@ -7,8 +7,8 @@ import json
 import os
 import re
 import shlex
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from ..conftest import isolated_dvc_env
+from ..servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "infra" / "local" / "stack.sh"
@@ -37,12 +38,6 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout + r.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:

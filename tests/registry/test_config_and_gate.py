@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from texpress.errors import CheckpointError, ConfigError
+from texpress.errors import CheckpointError, ConfigError, TexpressError
 from texpress.evaluate.bdrate import rate_delta_at
 from texpress.params import load_params
 from texpress.registry.compare import CANDIDATE, CHAMPION, Comparison
@@ -138,10 +138,13 @@ def test_bad_model_references(ref):
         parse_ref(ref)
 
 
-def test_codec_refuses_model_uris_without_the_registry_hook(monkeypatch):
-    from texpress.codec import refs
+def test_the_codec_reads_files_and_leaves_model_uris_to_the_resolver(tmp_path, monkeypatch):
+    """read_checkpoint takes a file: a models:/ URI is resolved before it (registry.refs), never by it."""
     from texpress.codec.checkpoint import read_checkpoint
+    from texpress.registry.refs import resolve_checkpoint
 
-    monkeypatch.setattr(refs, "_RESOLVERS", {})
-    with pytest.raises(CheckpointError, match="registry"):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
         read_checkpoint("models:/texpress-lite@champion")
+    with pytest.raises(TexpressError):  # the resolver asks the registry, which has no such model
+        resolve_checkpoint("models:/texpress-lite@champion")

@@ -17,9 +17,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from texpress.codec.checkpoint import read_checkpoint
-from texpress.evaluate.config import EvalConfig
+from texpress.evaluate.config import EvalConfig, ModelSpec
 from texpress.evaluate.run import run_eval
-from texpress.evaluate.runner import ModelSpec
 
 from ..conftest import isolated_dvc_env
 
@@ -63,7 +62,7 @@ def test_register_stage_in_a_dvc_repo(tmp_path, checkpoints, images, gate_cfg, m
     (repo / "models").mkdir()
     shutil.copy(checkpoints["good"], repo / "models" / "model.ckpt")
     run_eval([str(images)], [ModelSpec.parse(str(repo / "models" / "model.ckpt"))], EvalConfig(baselines=("jpeg",)),
-             repo / "reports" / "eval", show=False)
+             repo / "reports" / "eval")
 
     # the train stage registers at once when params say so (its model names no run: pass the run as it does)
     monkeypatch.chdir(repo)

@@ -11,9 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from texpress.codec.checkpoint import load_model, read_checkpoint
 from texpress.codec.complexity import measure
-from texpress.evaluate.config import EvalConfig
+from texpress.evaluate.config import EvalConfig, ModelSpec
 from texpress.evaluate.run import run_eval
-from texpress.evaluate.runner import ModelSpec
 from texpress.registry.refs import resolve_checkpoint
 from texpress.registry.register import register_checkpoint, register_run
 from texpress.registry.store import RegistryError
@@ -23,8 +22,8 @@ from .conftest import texpress
 
 def test_register_tags_and_idempotence(store, checkpoints, images, tmp_path):
     ckpt = checkpoints["good"]
-    summary = run_eval([str(images)], [ModelSpec.parse(str(ckpt))], EvalConfig(baselines=("jpeg",)), tmp_path / "ev",
-                       show=False).summary
+    summary = run_eval([str(images)], [ModelSpec.parse(str(ckpt))], EvalConfig(baselines=("jpeg",)),
+                       tmp_path / "ev").summary
     r = register_checkpoint(ckpt, tracking_uri=store, eval_summary=summary)
     assert (r.name, r.version, r.created) == ("texpress-lite", "1", True)
     client = MlflowClient(store, store)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,8 @@ from texpress.codec.api import Codec
 from texpress.registry.pyfunc import b64
 from texpress.registry.refs import resolve_checkpoint
 from texpress.registry.register import register_checkpoint
+
+from ..servers import free_port, log_tail, start, stop
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
@@ -59,17 +59,11 @@ def test_pyfunc_loads_in_a_fresh_process(store, checkpoints, images):
     assert Image.open(BytesIO(restored)).tobytes() == expected.tobytes()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"{url}: the process exited ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            raise AssertionError(f"{url}: the process exited ({proc.returncode}): {log_tail(log)}")
         try:
             if requests.get(url, timeout=2).ok:
                 return
@@ -77,23 +71,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 240.0) -> None:
             pass
         time.sleep(1)
     raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
-def start(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    """A server process; this venv's bin first on PATH (`mlflow models serve` execs `uvicorn` by name)."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PATH": path, **(env or {})})
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture()
@@ -106,7 +83,7 @@ def mlflow_server(tmp_path, monkeypatch):
                   "--port", str(port), "--workers", "1"], tmp_path / "server.log")
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{uri}/health", proc)
+        wait_http(f"{uri}/health", proc, tmp_path / "server.log")
         yield uri
     finally:
         stop(proc)
@@ -128,7 +105,7 @@ def test_server_registry_and_models_serve(mlflow_server, checkpoints, images, tm
                    "-h", "127.0.0.1", "-p", str(port), "-w", "1"], tmp_path / "serve.log",
                   env={"MLFLOW_TRACKING_URI": uri})
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", serve)
+        wait_http(f"http://127.0.0.1:{port}/ping", serve, tmp_path / "serve.log")
         image = sorted(images.glob("*.png"))[0]
         body = {"dataframe_split": {"columns": ["data"], "data": [[b64(image.read_bytes())]]},
                 "params": {"mode": "compress"}}

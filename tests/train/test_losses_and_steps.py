@@ -12,18 +12,10 @@ from texpress.codec.config import get_preset
 from texpress.codec.discriminator import ConditionalDiscriminator
 from texpress.errors import ConfigError
 from texpress.train.config import HIFIC_K_M, TrainConfig
-from texpress.train.losses import (
-    CodecLoss,
-    bits_per_pixel,
-    discriminator_loss,
-    generator_adversarial_loss,
-    load_lpips,
-    ms_ssim_any,
-    mse_255,
-)
+from texpress.train.losses import (CodecLoss, bits_per_pixel, discriminator_loss, generator_adversarial_loss,
+                                   load_lpips, ms_ssim_any, mse_255)
 from texpress.train.rate_control import RateController
-from texpress.train.steps import build_trainables, phase_lr_factor, split_parameters, train_step
-
+from texpress.train.train_step import build_trainables, phase_lr_factor, split_parameters, train_step
 
 # ---------------------------------------------------------------- losses
 
@@ -229,7 +221,7 @@ def test_disc_warmup_counts_within_the_adversarial_phase():
 
 
 def test_warm_start_payloads(tmp_path):
-    from texpress.train.session import STATE_FORMAT, read_init
+    from texpress.train.state import STATE_FORMAT, read_init
 
     model = build_model(get_preset("lite"), seed=3)
     save_checkpoint(model, tmp_path / "m.ckpt")
@@ -253,8 +245,8 @@ def test_warm_start_payloads(tmp_path):
 
 
 def test_warm_up_and_a_fixed_lambda():
-    from texpress.train.session import make_rate_controller
-    from texpress.train.steps import warmup_factor
+    from texpress.train.state import make_rate_controller
+    from texpress.train.train_step import warmup_factor
 
     assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0) == 1.0
@@ -267,7 +259,7 @@ def test_warm_up_and_a_fixed_lambda():
 
 
 def test_bf16_autocast_steps_train_both_phases():
-    from texpress.train.session import open_session
+    from texpress.train.state import open_session
 
     cfg = TrainConfig(preset="lite", rd_steps=1, gan_steps=1)
     s = open_session(cfg, device=torch.device("cpu"), data_seed=0)

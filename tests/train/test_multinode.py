@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from texpress.codec.checkpoint import fingerprint, load_model
-from texpress.train.trainer import run_training
+from texpress.train.ray_driver import run_training
 
 from .conftest import ray_temp_dir, small_configs
 

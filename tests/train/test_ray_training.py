@@ -21,7 +21,7 @@ from PIL import Image
 from texpress.codec.checkpoint import build_model, load_model, read_checkpoint, save_checkpoint
 from texpress.codec.config import get_preset
 from texpress.train import curves
-from texpress.train.trainer import run_training
+from texpress.train.ray_driver import run_training
 
 from .conftest import small_configs
 
@@ -267,7 +267,7 @@ def test_rerun_after_the_driver_died_resumes_the_stored_run(local_ray, shards, t
 def test_a_run_that_fails_for_good_ends_failed_in_mlflow(local_ray, shards, tmp_path, monkeypatch):
     """lr 1e30 diverges at step 2; with max_failures=0 that is final: TrainingError, and the MLflow
     run (created by rank 0) ends FAILED with the reason as a tag."""
-    from texpress.train.trainer import TrainingError
+    from texpress.errors import TrainingError
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg, loader_cfg = small_configs(lr=1e30, rd_steps=6, gan_steps=0, workers=1, max_failures=0,

@@ -5,7 +5,6 @@ failed run that ends FAILED in MLflow with its reason."""
 from __future__ import annotations
 
 import json
-
 import os
 import shutil
 import subprocess
@@ -18,9 +17,10 @@ from PIL import Image
 
 from texpress.codec.checkpoint import load_model, read_checkpoint
 from texpress.data.config import LoaderConfig
+from texpress.errors import TrainingError
+from texpress.train.checkpoints import CHECKPOINT_DIR, latest_checkpoint
 from texpress.train.config import TrainConfig
-from texpress.train.single import CHECKPOINT_DIR, latest_checkpoint, train_single
-from texpress.train.trainer import TrainingError
+from texpress.train.single_process import train_single
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 BLOCKED = ("ray", "mlflow", "webdataset", "dvc", "prefect", "yaml", "typer", "rich", "matplotlib")
@@ -108,14 +108,14 @@ def _blocking_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.heavy
 def test_standalone_entry_without_ray_mlflow_or_webdataset(photos, tmp_path):
-    """`python -m texpress.train.single` with ray, mlflow, webdataset, dvc, prefect, yaml, typer, rich
+    """`python -m texpress.train` with ray, mlflow, webdataset, dvc, prefect, yaml, typer, rich
     and matplotlib unimportable (a bare GPU box); its model.ckpt works with `texpress compress`."""
     train, val = photos
     env = _blocking_env(tmp_path)
     probe = subprocess.run([sys.executable, "-c", "import ray"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "ray" in probe.stderr  # the shim works
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "texpress.train.single", "--images", str(train), "--val", str(val), "-o", str(out),
+    args = [sys.executable, "-m", "texpress.train", "--images", str(train), "--val", str(val), "-o", str(out),
             "--preset", "lite", "--steps", "3", "--gan-steps", "1", "--batch-size", "2", "--crop", "64",
             "--lambda", "0.01", "--warmup", "2", "--checkpoint-every", "2", "--device", "cpu"]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)

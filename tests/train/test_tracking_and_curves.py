@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from texpress.mlstore import ensure_experiment, resolve_tracking
 from texpress.train import curves
-from texpress.train.tracking import RunLogger, ensure_experiment, flatten_params, resolve_tracking
+from texpress.train.tracking import RunLogger, flatten_params
 
 
 def test_default_store_is_sqlite_in_the_working_dir(tmp_path, monkeypatch):
@@ -91,14 +92,18 @@ def test_validate_likelihoods_and_real_bitstream_agree():
 
 def test_run_names_resume_unfinished_and_skip_finished(tmp_path):
     from texpress.data.config import LoaderConfig
+    from texpress.errors import TrainingError
     from texpress.train.config import TrainConfig
-    from texpress.train.trainer import TrainingError, choose_run_name, mark_complete, run_identity
+    from texpress.train.identity import run_identity
+    from texpress.train.ray_driver import choose_run_name, mark_complete
 
     storage = str(tmp_path)
-    a = run_identity(TrainConfig(), LoaderConfig(), "/d", "v1", None)
-    assert a == run_identity(TrainConfig(max_failures=5, storage_path="x"), LoaderConfig(), "/d", "v1", None)
-    assert a != run_identity(TrainConfig(), LoaderConfig(), "/d", "v2", None)
-    assert a != run_identity(TrainConfig(lr=1e-3), LoaderConfig(), "/d", "v1", None)
+    a = run_identity(TrainConfig(), LoaderConfig(), "v1", None, shards="/d")
+    assert a == run_identity(TrainConfig(max_failures=5, storage_path="x", checkpoint_every=7), LoaderConfig(), "v1",
+                             None, shards="/d")
+    assert a != run_identity(TrainConfig(), LoaderConfig(), "v2", None, shards="/d")
+    assert a != run_identity(TrainConfig(lr=1e-3), LoaderConfig(), "v1", None, shards="/d")
+    assert a != run_identity(TrainConfig(), LoaderConfig(), "v1", None, shards="/d", amp=True)
     assert choose_run_name(storage, "r", explicit=False) == "r"
     (tmp_path / "r").mkdir()
     assert choose_run_name(storage, "r", explicit=False) == "r"  # unfinished: resume it

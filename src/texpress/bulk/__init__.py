@@ -8,7 +8,7 @@
     shards     WebDataset shards of .tpx records, written whole and byte-identical on every run
     job        run_bulk(): the Ray Data job, progress, manifest and report
     verify     decodes a sample (or all) and checks it against the originals
-    commands   `texpress bulk compress|decompress|verify`
+    (its commands, `texpress bulk compress|decompress|verify`, are texpress.cli.bulk)
 
 Nothing is imported here, so `import texpress.bulk.X` stays cheap.
 """

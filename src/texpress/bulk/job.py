@@ -12,6 +12,7 @@ run killed at any moment and run again gives the same outputs as one that never 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,14 +23,15 @@ from typing import Any, Callable, Iterator
 
 from texpress.bulk import manifest as mf
 from texpress.bulk.config import FILES, WEBDATASET, BulkConfig
-from texpress.bulk.models import fingerprint_of, resolve_model
 from texpress.bulk.report import BulkReport
 from texpress.bulk.shards import ShardAssembler
 from texpress.bulk.sources import COMPRESS, DECOMPRESS, END, SKIP, Unit, plan, resolve_root, unit_rows
 from texpress.bulk.store import Store
 from texpress.bulk.worker import CodecWorker
+from texpress.codec.checkpoint import read_checkpoint
 from texpress.data import storage
 from texpress.errors import ConfigError
+from texpress.registry.refs import resolve_checkpoint
 
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
 Progress = Callable[[BulkReport], None]
@@ -117,8 +119,6 @@ def _rows(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _dataset(units: list[Unit], mode: str, checkpoint: Path, dest: str, config: BulkConfig, done: dict):
-    import logging
-
     import ray
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
@@ -153,13 +153,13 @@ def run_bulk(mode: str, sources: list[str], dest: str, model: str | Path | None,
     config = config or BulkConfig()
     if mode == DECOMPRESS:
         config = detect_source_format(sources, config).replace(dest_format=FILES)
-    checkpoint = resolve_model(model)
+    checkpoint = resolve_checkpoint(model)  # once, here: the workers get the file
     store = Store(dest, config.endpoint_url)
     if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
         raise ConfigError(f"{dest}: exists and is not a folder")
     _check_apart(sources, store)
     store.make_root()
-    settings = {"mode": mode, "model": fingerprint_of(checkpoint), "dest_format": config.dest_format,
+    settings = {"mode": mode, "model": read_checkpoint(checkpoint)["fingerprint"], "dest_format": config.dest_format,
                 "shard_size": config.shard_size, "sources": list(sources)}
     _check_settings(store, settings)
     report = BulkReport(mode=mode, sources=list(sources), dest=dest, model=settings["model"], workers=config.workers)

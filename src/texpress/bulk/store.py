@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from texpress.codec.files import write_atomic
+from texpress.files import write_atomic
 from texpress.data import storage
 
 

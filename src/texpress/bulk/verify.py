@@ -21,11 +21,13 @@ import numpy as np
 
 from texpress.bulk import manifest as mf
 from texpress.bulk.config import WEBDATASET
-from texpress.bulk.models import resolve_model
 from texpress.bulk.store import Store
+from texpress.codec.api import Codec
 from texpress.data.shards import sample_key
 from texpress.data.sources import SourceReader
 from texpress.errors import ConfigError, InputError
+from texpress.evaluate.metrics import psnr
+from texpress.registry.refs import resolve_checkpoint
 
 
 @dataclass
@@ -97,10 +99,7 @@ def _tpx(store: Store, record: dict[str, Any], settings: dict[str, Any], shards:
 def verify(dest: str, model: str | Path | None, *, sample: int | None = 16, seed: int = 0,
            endpoint_url: str | None = None) -> VerifyReport:
     """Check DEST (written by `bulk compress`); sample=None checks every input."""
-    from texpress.codec.api import Codec
-    from texpress.evaluate.metrics import psnr
-
-    checkpoint = resolve_model(model)  # a bad --model is named before DEST is read
+    checkpoint = resolve_checkpoint(model)  # a bad --model is named before DEST is read
     store = Store(dest, endpoint_url)
     try:
         settings = json.loads(store.get(mf.SETTINGS))

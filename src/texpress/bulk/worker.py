@@ -16,14 +16,15 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from texpress.bulk.config import FILES, BulkConfig
 from texpress.bulk.sources import COMPRESS, TODO
 from texpress.bulk.store import Store
+from texpress.codec.api import Codec
+from texpress.codec.imageio import IMAGE_SUFFIXES
+from texpress.data.validate import classify
 from texpress.errors import BitstreamError, ModelMismatchError, TexpressError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm",
-                  ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl", ".qoi")
 
 
 def compressed_key(key: str) -> str:
@@ -46,7 +47,6 @@ def load_codec(checkpoint: bytes, suffix: str, max_pixels: int, device: str = "c
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation noise from compressai
-        from texpress.codec.api import Codec
 
     fd, path = tempfile.mkstemp(suffix=suffix)
     try:
@@ -65,7 +65,6 @@ class CodecWorker:
 
     def __init__(self, mode: str, checkpoint: list, suffix: str, dest: str, config: BulkConfig) -> None:
         import ray
-        import torch
 
         torch.set_num_threads(max(1, int(config.cpus_per_worker)))
         data = ray.get(checkpoint[0]) if isinstance(checkpoint[0], ray.ObjectRef) else checkpoint[0]
@@ -109,8 +108,6 @@ class CodecWorker:
 
 def _reason(exc: Exception, mode: str) -> tuple[str, str]:
     """(reason category, one-line detail) of a failed input."""
-    from texpress.data.validate import classify
-
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, ModelMismatchError):
         return "model_mismatch", first

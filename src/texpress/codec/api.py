@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texpress.codec import bitstream, entropy, gain, passes, tiling
+from texpress.codec import bitstream, entropy, gain, passes, shipped, tiling
 from texpress.codec.checkpoint import fingerprint as model_fingerprint
 from texpress.codec.checkpoint import load_model
 from texpress.codec.config import ModelConfig
@@ -58,6 +58,11 @@ class Codec:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, max_pixels: int | None = None) -> "Codec":
+        """A checkpoint file, or a shipped model's name (`lite-q1`); for a registry URI
+        (`models:/NAME@ALIAS`) pass texpress.registry.refs.resolve_checkpoint(uri)."""
+        text = os.fspath(path)
+        if not os.path.exists(text) and "/" not in text and (entry := shipped.by_name(text)) is not None:
+            path = entry.path
         return cls(load_model(path), max_pixels=max_pixels)
 
     @property

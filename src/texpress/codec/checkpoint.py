@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from texpress.codec.config import ModelConfig
-from texpress.codec.files import write_atomic
 from texpress.codec.model import TexpressModel
 from texpress.errors import CheckpointError, ConfigError
+from texpress.files import write_atomic
 
 FORMAT = "texpress-checkpoint"
 FORMAT_VERSION = 1  # full CDF tables
@@ -84,7 +84,7 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
     meta = dict(meta or {})
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # optional: the single-process trainer runs without it
 
         header = {"format": FORMAT, "format_version": str(version), "config": json.dumps(model.config.to_dict()),
                   "fingerprint": fp, "meta": json.dumps(meta)}
@@ -132,15 +132,14 @@ def compact_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw payload: format, config (dict), fingerprint, meta, state_dict.
 
-    `path` may also be a model URI (`models:/NAME@ALIAS`) once a resolver is installed (codec.refs)."""
-    from texpress.codec.refs import resolve
-
-    path = resolve(path)
+    `path` is a file: a shipped model's name or a models:/ URI is resolved to one before
+    (texpress.registry.refs.resolve_checkpoint)."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
+            from safetensors import safe_open  # optional: the single-process trainer runs without it
 
             with safe_open(str(path), framework="pt") as f:
                 header = f.metadata() or {}

@@ -1,13 +1,10 @@
-"""File plumbing for the batch commands: expanding inputs to jobs, atomic writes."""
+"""File plumbing for the batch commands: expanding inputs (files, folders) to jobs."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm",
-                  ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl"}
 
 
 @dataclass(frozen=True)
@@ -52,23 +49,3 @@ def expand(inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: st
         else:
             problems.append((inp, "no such file or directory"))
     return jobs, problems
-
-
-def file_in_the_way(path: str | Path) -> Path | None:
-    """The file (not folder) among PATH's parents that would stop PATH from being written, if any:
-    checked before long work, so that the work is not lost at the last step."""
-    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
-
-
-def write_atomic(target: Path, data: bytes | None = None, *, writer=None) -> None:
-    """Write to a hidden temporary name beside the target and rename it into place when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
-    try:
-        if writer is not None:
-            writer(tmp)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

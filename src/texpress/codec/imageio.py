@@ -22,6 +22,9 @@ from texpress.errors import ConfigError, InputError
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "TEXPRESS_MAX_PIXELS"
 ORIENTATION_TAG = 0x0112
+# the file names taken as images where a folder is walked (compress, evaluate, bulk, training photos)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm",
+                            ".pnm", ".tga", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".jxl", ".qoi"})
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 

@@ -4,7 +4,8 @@ models/shipped/models.json lists them: name -> file (in that folder), fingerprin
 weight it was trained with and its numbers on the val photos. `texpress compress` uses the default
 one when --model is omitted, `decompress` the shipped model whose fingerprint the .tpx header names,
 and every command that reads a checkpoint accepts a shipped name (`lite-q2`) as well as a path or a
-models:/ URI.
+models:/ URI (texpress.registry.refs resolves them). This module is the catalogue alone: adding a
+model to it (`texpress models ship`) measures it, and lives in texpress.registry.shipping.
 $TEXPRESS_MODELS_DIR points at another folder with the same layout.
 """
 
@@ -40,7 +41,7 @@ class ShippedModel:
         return self.info.get("curve", self.preset)
 
 
-def _manifest(folder: Path) -> dict:
+def manifest(folder: Path) -> dict:
     try:
         return json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
@@ -56,14 +57,14 @@ def _models(folder: Path, manifest: dict) -> dict[str, ShippedModel]:
 
 def shipped_models() -> dict[str, ShippedModel]:
     folder = models_dir()
-    return _models(folder, _manifest(folder))
+    return _models(folder, manifest(folder))
 
 
 def default_model() -> ShippedModel:
     """The model `texpress compress` uses when --model is omitted (one read of the manifest)."""
     folder = models_dir()
-    manifest = _manifest(folder)
-    return _models(folder, manifest)[manifest["default"]]
+    listing = manifest(folder)
+    return _models(folder, listing)[listing["default"]]
 
 
 def by_name(name: str) -> ShippedModel | None:
@@ -81,52 +82,3 @@ def by_fingerprint(fingerprint: str) -> ShippedModel:
             return model
     raise CheckpointError(f"the file was made by model {fingerprint}, which is not one of the shipped models; "
                           "pass the checkpoint that made it with --model")
-
-
-def measure(checkpoint: Path, images: list[str]) -> dict:
-    """Mean bpp (from the .tpx bytes), PSNR and MS-SSIM of a checkpoint over `images` (files, folders)."""
-    import numpy as np
-
-    from texpress.codec.api import Codec
-    from texpress.evaluate import metrics
-    from texpress.evaluate.sources import list_images
-
-    codec = Codec.from_checkpoint(checkpoint)
-    items, _ = list_images(images)
-    rows = []
-    for item in items:
-        rgb = item.read()
-        data = codec.compress(rgb)
-        rec = np.asarray(codec.decompress(data).convert("RGB"))
-        rows.append((metrics.bpp(len(data), rgb.shape[1], rgb.shape[0]), metrics.psnr(rgb, rec),
-                     metrics.ms_ssim(rgb, rec)))
-    if not rows:
-        raise CheckpointError(f"no images in {', '.join(map(str, images))}")
-    bpp, psnr, ms_ssim = (float(np.mean(col)) for col in zip(*rows))
-    return {"images": len(rows), "bpp": round(bpp, 4), "psnr": round(psnr, 3), "ms_ssim": round(ms_ssim, 5)}
-
-
-def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: bool = False,
-         curve: str | None = None, extra: dict | None = None) -> ShippedModel:
-    """Compact `checkpoint` into models/shipped/NAME.ckpt (float16 weights), measure it on `val` and
-    record it in models/shipped/models.json (the first model shipped becomes the default)."""
-    from texpress.codec.checkpoint import compact_checkpoint, read_checkpoint
-    from texpress.codec.files import write_atomic
-
-    folder = models_dir()
-    target = folder / f"{name}.ckpt"
-    fp = compact_checkpoint(checkpoint, target)
-    try:
-        manifest = _manifest(folder)
-    except CheckpointError:
-        manifest = {"default": name, "models": {}}
-    preset = read_checkpoint(target)["meta"].get("preset", "custom")
-    entry = {"file": target.name, "fingerprint": fp, "preset": preset, "curve": curve or preset,
-             "bytes": target.stat().st_size, **(extra or {})}
-    if val:
-        entry["val"] = measure(target, val)
-    manifest["models"][name] = entry
-    if default:
-        manifest["default"] = name
-    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    return ShippedModel(name, target, fp, entry["preset"], entry)

@@ -7,7 +7,7 @@
     shards     deterministic ShardWriter output
     ingest     the one-pass pipeline that ties them together; manifest: counts, hashes, dataset_version
     loader     WebDataset training and validation loaders (DDP ranks x DataLoader workers)
-    prepare    the DVC `prepare` stage; commands: `texpress data ingest|stats`
+    prepare    the DVC `prepare` stage (the commands, `texpress data ingest|stats`, are texpress.cli.data)
 
 Nothing is imported here, so `import texpress.data.X` stays cheap (only loader imports torch).
 """

@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from texpress.codec.files import IMAGE_SUFFIXES
+from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.errors import InputError
 
 

@@ -11,13 +11,14 @@ import argparse
 import os
 import sys
 
+from texpress.data import storage
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m texpress.data.fetch", description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("--endpoint-url", default=None)
     args = parser.parse_args(argv)
-    from texpress.data import storage
 
     out = sys.stdout.buffer
     try:

@@ -34,6 +34,7 @@ Shard URLs: local paths, fsspec URLs (opened in process) or `pipe:` commands (we
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from texpress.codec.imageio import normalise
 from texpress.data import storage
 from texpress.data.device_crops import centre_crop
 from texpress.data.manifest import read_split_manifest
@@ -128,7 +130,6 @@ def _size(data: bytes, meta: dict[str, Any]) -> tuple[int, int]:
 
 def _to_rgb_array(im) -> np.ndarray:
     if im.mode not in ("RGB", "L", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
-        from texpress.codec.imageio import normalise
 
         return normalise(im).rgb
     return np.asarray(im.convert("RGB") if im.mode != "RGB" else im)
@@ -154,8 +155,6 @@ def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 def _seed(*parts: int) -> int:
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
 
 

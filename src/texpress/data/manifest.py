@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from texpress.data import storage
+from texpress.data.shards import file_sha256
 from texpress.data.split import SPLITS
 from texpress.errors import InputError
 
@@ -81,8 +82,6 @@ def dataset_version(root: str | Path, endpoint_url: str | None = None) -> str:
 
 def verify(root: str | Path) -> list[str]:
     """Problems found when re-hashing a local shard directory against its manifests (empty: all good)."""
-    from texpress.data.shards import file_sha256
-
     root = Path(root)
     problems: list[str] = []
     manifest = read_manifest(root)

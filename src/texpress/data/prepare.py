@@ -21,6 +21,7 @@ from typing import Callable
 from texpress.data import storage
 from texpress.data.config import PrepareConfig
 from texpress.errors import ConfigError, InputError
+from texpress.samples import sample_photos
 
 SAMPLES = "samples"
 
@@ -84,7 +85,6 @@ def gather(config: PrepareConfig, dest: str | Path, warn: Callable[[str], None] 
         for source, name in zip(config.sources, names):
             target = tmp / name
             if source == SAMPLES:
-                from texpress.samples import sample_photos
 
                 photos = sample_photos()
                 if not photos:

@@ -16,6 +16,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 ENDPOINT_ENV = "TEXPRESS_S3_ENDPOINT_URL"
 
@@ -36,7 +37,6 @@ def local_path(path: str | os.PathLike) -> str:
     """A plain path for a local path or file:// URL."""
     text = str(path)
     if text.startswith("file://"):
-        from urllib.parse import unquote, urlparse
 
         return unquote(urlparse(text).path)
     return text

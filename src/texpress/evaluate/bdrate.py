@@ -21,6 +21,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from texpress.errors import TexpressError
+from texpress.evaluate.metrics import ms_ssim_db
 
 QUALITY_METRICS = ("psnr-rgb", "ms-ssim-rgb")
 # a BD-rate over less than this share of the test curve's quality range is flagged as a sliver
@@ -101,7 +102,6 @@ def quality_axis(values: Sequence[float | None], metric: str, which: str = "") -
     q = _numbers(values, which)
     if metric == "psnr-rgb":
         return q.tolist()
-    from texpress.evaluate.metrics import ms_ssim_db
 
     return [ms_ssim_db(v) if math.isfinite(v) else float("nan") for v in q]
 

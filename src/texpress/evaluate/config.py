@@ -5,10 +5,14 @@ FigureConfig (`figure:`) those of the side-by-side crops figure."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from texpress.errors import ConfigError
+from texpress.evaluate.baselines import BASELINES
 from texpress.params import build_section
 
 
@@ -84,8 +88,6 @@ class EvalConfig:
     figure: FigureConfig = field(default_factory=FigureConfig)
 
     def __post_init__(self) -> None:
-        from texpress.evaluate.baselines import BASELINES
-
         if isinstance(self.baselines, str):
             object.__setattr__(self, "baselines", parse_baselines(self.baselines))
         object.__setattr__(self, "baselines", tuple(self.baselines))
@@ -116,8 +118,6 @@ class EvalConfig:
             object.__setattr__(self, "figure", build_section(FigureConfig, self.figure, "evaluate.figure"))
 
     def qualities_for(self, baseline: str) -> tuple[float, ...]:
-        from texpress.evaluate.baselines import BASELINES
-
         return self.qualities.get(baseline, BASELINES[baseline].default_qualities)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,11 +136,32 @@ class EvalConfig:
 
 def parse_baselines(text: str) -> tuple[str, ...]:
     """'jpeg,webp' -> ('jpeg', 'webp'); 'none' or '' -> (); 'all' -> every baseline."""
-    from texpress.evaluate.baselines import BASELINES
-
     text = text.strip().lower()
     if text in ("", "none"):
         return ()
     if text == "all":
         return tuple(BASELINES)
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+DEFAULT_MODEL_LABEL = "texpress"
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+@dataclass
+class ModelSpec:
+    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve)."""
+
+    label: str
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        """`CKPT` or `LABEL=CKPT`."""
+        label, sep, path = text.partition("=")
+        if sep and label and not os.path.exists(text):
+            label = label.strip()
+            if not _LABEL.fullmatch(label):  # it names files (curves/LABEL.json) and MLflow keys
+                raise ConfigError(f"model label {label!r}: use letters, digits, '_', '-', '.' and '+' only")
+            return cls(label, Path(path))
+        return cls(DEFAULT_MODEL_LABEL, Path(text))

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from texpress.codec.files import write_atomic
 from texpress.evaluate.metrics import ms_ssim_db
+from texpress.evaluate.texture import NEUTRAL
+from texpress.files import write_atomic
 
 MODEL_STYLE = {"linewidth": 2.4, "marker": "o", "markersize": 6, "zorder": 3}
 BASELINE_STYLE = {"linewidth": 1.3, "marker": ".", "markersize": 7, "linestyle": "--", "zorder": 2}
@@ -87,8 +88,6 @@ def plot_rd(curves: dict, path: Path, metric: str, n_images: int) -> None:
 
 def plot_texture(curves: dict, path: Path, n_images: int) -> None:
     """The three texture scores against bpp, one panel each, with each score's neutral value marked."""
-    from texpress.evaluate.texture import NEUTRAL
-
     titles = {"checkerboard": "checkerboard score (0 = none)",
               "texture-distance": "texture-statistics distance (0 = same)",
               "hf-ratio": "high-frequency energy ratio (1 = same)"}

@@ -22,14 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from texpress.codec.files import write_atomic
+from texpress import __version__ as texpress_version
 from texpress.evaluate import figures
 from texpress.evaluate.baselines import library_versions
-from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap,
-                                      quality_axis, rate_delta_at)
+from texpress.evaluate.bdrate import (MIN_OVERLAP, QUALITY_METRICS, BDRateError, bd_rate_with_overlap, quality_axis,
+                                      rate_delta_at)
 from texpress.evaluate.config import EvalConfig
 from texpress.evaluate.curves import CSV_COLUMNS, FIDELITY, TEXTURE, TIMING_COLUMNS, Curve, timing_means
 from texpress.evaluate.runner import EvalResult
+from texpress.files import write_atomic
 
 # rd_long.csv: one row per (point, metric), the form DVC's faceted plot template reads
 LONG_METRICS = {"psnr-rgb": "PSNR RGB (dB)", "ms-ssim-db": "MS-SSIM RGB (dB)", "checkerboard": "checkerboard score",
@@ -185,8 +186,6 @@ def write_outputs(out_dir: Path, result: EvalResult, curves: dict[str, Curve], c
         figures.plot_crops(result.figure_crops, chosen, plotted, out_dir / FIGURES["crops"],
                            result.figure_image, target)
         written["crops"] = FIGURES["crops"]
-
-    from texpress import __version__ as texpress_version
 
     summary = {
         "texpress_version": texpress_version,

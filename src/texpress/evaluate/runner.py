@@ -1,4 +1,5 @@
-"""The evaluation loop: every image through every point of every curve, measured the same way.
+"""The evaluation loop: every image through every point of every curve, measured the same way
+(texpress.evaluate.run drives it).
 
 A point is one (encode, decode) pair: a baseline at one quality or one model checkpoint. Each image
 is read once, its texture reference computed once, then coded at every point; a failure (an
@@ -7,8 +8,6 @@ unreadable image, a codec error on one image) is reported and the batch goes on.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,20 +15,18 @@ from typing import Callable
 
 import numpy as np
 
-from texpress.errors import ConfigError, TexpressError
+from texpress.codec.api import Codec
+from texpress.errors import TexpressError
 from texpress.evaluate import metrics
 from texpress.evaluate.baselines import BASELINES
-from texpress.evaluate.config import EvalConfig
+from texpress.evaluate.config import EvalConfig, ModelSpec
 from texpress.evaluate.curves import Curve, Record
 from texpress.evaluate.figures import CropBox, choose_crop
 from texpress.evaluate.sources import ImageItem, centre_crop
 from texpress.evaluate.texture import TextureReference
 
-DEFAULT_MODEL_LABEL = "texpress"
 # a variable-rate checkpoint is swept at its trained levels (seven, 2x apart in lambda: codec.gain)
 VARIABLE_RATE_QUALITIES = (0.0, 16.67, 33.33, 50.0, 66.67, 83.33, 100.0)
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
 
 @dataclass
 class Point:
@@ -39,25 +36,6 @@ class Point:
     quality: float | None
     encode: Callable[[np.ndarray], bytes]
     decode: Callable[[bytes], np.ndarray]
-
-
-@dataclass
-class ModelSpec:
-    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve)."""
-
-    label: str
-    path: Path
-
-    @classmethod
-    def parse(cls, text: str) -> "ModelSpec":
-        """`CKPT` or `LABEL=CKPT`."""
-        label, sep, path = text.partition("=")
-        if sep and label and not os.path.exists(text):
-            label = label.strip()
-            if not _LABEL.fullmatch(label):  # it names files (curves/LABEL.json) and MLflow keys
-                raise ConfigError(f"model label {label!r}: use letters, digits, '_', '-', '.' and '+' only")
-            return cls(label, Path(path))
-        return cls(DEFAULT_MODEL_LABEL, Path(text))
 
 
 @dataclass
@@ -95,8 +73,6 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
     points, curves = [], {}
     if not models:
         return points, curves
-    from texpress.codec.api import Codec
-
     names: dict[str, set[str]] = {}
     for spec in models:
         codec = Codec.from_checkpoint(spec.path)

@@ -16,13 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from texpress.codec.imageio import load_image
+from texpress.codec.imageio import IMAGE_SUFFIXES, load_image
 from texpress.data.validate import IMAGE_EXTS as SHARD_IMAGE_EXTS
 from texpress.errors import InputError
 
 # common image file names, and every extension the dataset's shards store images under
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm",
-                    ".gif", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jxl", ".tga"} | {f".{e}" for e in SHARD_IMAGE_EXTS}
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES | {f".{e}" for e in SHARD_IMAGE_EXTS}
 TAR_EXTENSIONS = (".tar",)
 
 

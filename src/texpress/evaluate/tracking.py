@@ -15,27 +15,19 @@ default the training stage uses, so a run made by `dvc repro train` is found by 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from texpress.errors import TexpressError
 from texpress.evaluate.curves import FIDELITY, TEXTURE
+from texpress.mlstore import default_tracking_uri, sqlite_store_missing
 
-DEFAULT_DB = "mlflow.db"
 MAX_METRICS_PER_BATCH = 1000
 
 
 class TrackingError(TexpressError):
     """The MLflow store or run cannot be used."""
-
-
-def default_tracking_uri(workdir: str | os.PathLike | None = None) -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path(workdir or os.getcwd()).resolve() / DEFAULT_DB}"
 
 
 def _metric_key(*parts: str) -> str:
@@ -90,8 +82,6 @@ def check_run(run_id: str, tracking_uri: str | None = None) -> str:
     """The tracking URI in use (`tracking_uri`, else the default) once run `run_id` is found there."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
-
-    from texpress.train.tracking import sqlite_store_missing
 
     uri = tracking_uri or default_tracking_uri()
     if sqlite_store_missing(uri):

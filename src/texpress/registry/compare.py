@@ -1,6 +1,6 @@
 """The side-by-side evaluation behind a promotion: the candidate, the champion (when there is one)
-and the gate's anchor codec coded on the same fixed image set, in one run of texpress.evaluate (same
-code, same images, same crop, same seed), plus decode timings that alternate the two models.
+and the gate's anchor codec coded on the same fixed image set, in one texpress.evaluate.run.Evaluation
+(same code, same images, same crop, same seed), plus decode timings that alternate the two models.
 
 Nothing here decides; texpress.registry.gate does, from the `Comparison` this returns."""
 
@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from texpress.evaluate.config import EvalConfig, ModelSpec
+from texpress.evaluate.report import rate_deltas
+from texpress.evaluate.run import Evaluation, load_items
+from texpress.evaluate.sources import centre_crop
 from texpress.registry.config import RegistryConfig
 from texpress.registry.store import RegistryError
 
@@ -34,9 +40,7 @@ class Comparison:
                 "rate_delta_vs_anchor": self.vs_anchor, "decode_ms_per_mpx": self.decode_ms_per_mpx}
 
 
-def eval_config(cfg: RegistryConfig):
-    from texpress.evaluate.config import EvalConfig
-
+def eval_config(cfg: RegistryConfig) -> EvalConfig:
     gate = cfg.gate
     return EvalConfig(baselines=(gate.anchor,), qualities={gate.anchor: gate.anchor_qualities}, crop=cfg.crop,
                       max_images=cfg.max_images, mlflow=False)
@@ -45,44 +49,30 @@ def eval_config(cfg: RegistryConfig):
 def compare(candidate: str | os.PathLike, champion: str | os.PathLike | None, cfg: RegistryConfig,
             images: list[str] | None = None, on_error: Callable[[str, str], None] | None = None) -> Comparison:
     """Evaluate the candidate (and the champion) against the anchor on `images` (default cfg.images)."""
-    import torch
-
-    from texpress.evaluate.curves import aggregate
-    from texpress.evaluate.report import rate_deltas
-    from texpress.evaluate.runner import ModelSpec, build_points, complete_images, evaluate
-    from texpress.evaluate.sources import list_images
-
     ecfg = eval_config(cfg)
-    items, problems = list_images(list(images or cfg.images))
-    for name, message in problems:
-        if on_error:
-            on_error(name, message)
-    items = items[: cfg.max_images] if cfg.max_images else items
+    items, _ = load_items(list(images or cfg.images), cfg.max_images, on_error)
     if not items:
         raise RegistryError(f"no images to evaluate the gate on ({', '.join(images or cfg.images)})")
     specs = [ModelSpec(CANDIDATE, Path(candidate))] + ([ModelSpec(CHAMPION, Path(champion))] if champion else [])
-    points, curves = build_points(ecfg, specs)
+    evaluation = Evaluation.prepare(items, specs, ecfg)
     torch.manual_seed(cfg.seed)
-    result = evaluate(items, points, ecfg, on_error=on_error)
-    kept, dropped = complete_images(result, points)
-    lost = [k for k in dropped if k.split("/")[0] in (CANDIDATE, CHAMPION)]
+    evaluation.run(on_error)
+    kept, curves = evaluation.images, evaluation.curves
+    lost = [k for k in evaluation.dropped if k.split("/")[0] in (CANDIDATE, CHAMPION)]
     if lost or not kept:
         raise RegistryError(f"the gate's evaluation failed ({', '.join(lost) or 'no image coded at every point'})")
-    aggregate(result.records, curves, kept)
     deltas = rate_deltas(curves)
     vs_anchor = {label: row[ecfg.baselines[0]] for label, row in deltas.items()}
-    speed = decode_speed([p for p in points if p.kind == "model"], [i for i in items if i.name in kept],
+    speed = decode_speed([p for p in evaluation.points if p.kind == "model"], [i for i in items if i.name in kept],
                          ecfg.crop, cfg.gate.speed_repeats)
     return Comparison(cfg.gate.anchor, {k: c.points for k, c in curves.items()}, vs_anchor, speed, kept,
-                      [f"{f.image}: {f.message}" for f in result.failures])
+                      [f"{f.image}: {f.message}" for f in evaluation.result.failures])
 
 
 def decode_speed(points: list, items: list, crop: tuple[int, int] | None, repeats: int) -> dict[str, float]:
     """Decode ms per megapixel of each model point, timed side by side: for every image, after one
     untimed warm-up decode each, the models decode in turn (ABAB...) so machine load hits both alike;
     the fastest of the repeats per image (load only ever adds time), summed over images."""
-    from texpress.evaluate.sources import centre_crop
-
     totals = {p.curve: 0.0 for p in points}
     pixels = 0
     for item in items:

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from texpress.errors import ConfigError
+from texpress.evaluate.baselines import BASELINES
 from texpress.params import build_section
+from texpress.registry.store import check_name
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,6 @@ class GateConfig:
     floor_min_psnr: float | None = None
 
     def __post_init__(self) -> None:
-        from texpress.evaluate.baselines import BASELINES
-
         if self.anchor not in BASELINES:
             raise ConfigError(f"registry.gate.anchor: unknown baseline {self.anchor!r}; choose from "
                               f"{', '.join(BASELINES)}")
@@ -104,7 +104,6 @@ class RegistryConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"registry.{name} must be true or false")
         if self.name is not None:
-            from texpress.registry.store import check_name
 
             check_name(self.name)
         if not self.experiment:

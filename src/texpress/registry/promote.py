@@ -20,6 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+from rich.table import Table
+
+from texpress.console import out_console
+from texpress.mlstore import ensure_experiment
 from texpress.registry.compare import compare
 from texpress.registry.config import RegistryConfig
 from texpress.registry.gate import Check, judge
@@ -104,8 +109,6 @@ def _log_decision(client, store, cfg: RegistryConfig, d: Decision) -> str:
     """One run per decision in the registry experiment: tags, a metric per check, decision.json."""
     from mlflow.entities import Metric
 
-    from texpress.train.tracking import ensure_experiment
-
     experiment_id = ensure_experiment(store.uri, cfg.experiment, store.artifact_location)
     outcome = "dry-run" if d.dry_run else ("promoted" if d.promoted else "refused")
     run = client.create_run(experiment_id, run_name=f"promote-{d.name}-v{d.candidate}", tags={
@@ -153,3 +156,23 @@ def _tag(client, name: str, version: str, tags: dict[str, str]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.6g}"
+
+
+def print_decision(d: Decision) -> None:
+    """The gate's checks as a table and the verdict (`texpress registry promote`, the DVC register stage)."""
+    if d.checks:
+        t = Table(title=f"{d.name} v{d.candidate} against "
+                        f"{('v' + d.champion) if d.champion else 'the floors'}", title_justify="left")
+        for col in ("check", "value", "limit", "result", "how"):
+            t.add_column(col, justify="right" if col in ("value", "limit") else "left")
+        for c in d.checks:
+            t.add_row(c.name, "-" if c.value is None else f"{c.value:+.4g}",
+                      "-" if c.threshold is None else f"{c.threshold:g}", "pass" if c.passed else "FAIL",
+                      escape(c.note))
+        out_console.print(t)
+    after = d.aliases_after
+    moved = "would set" if d.dry_run else "set"
+    aliases = ", ".join(f"@{k} -> v{v}" for k, v in after.items() if v)
+    verdict = "promoted" if d.promoted else "not promoted"
+    out_console.print(f"{verdict}: {d.note}; {moved} {aliases or 'no alias'} (decision logged in run {d.run_id})",
+                      markup=False, soft_wrap=True)

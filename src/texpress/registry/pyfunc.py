@@ -15,12 +15,19 @@ base64-encoded. Param `mode`: `compress` (default) or `decompress`. Output: one 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+
+from texpress import __version__
+from texpress.codec.api import Codec, bits_per_pixel
+from texpress.errors import TexpressError
 
 ARTIFACT = "checkpoint"
 MODEL_DIR = "texpress_model"
@@ -36,8 +43,6 @@ class TexpressModel(mlflow.pyfunc.PythonModel):
     """predict: compress images to .tpx bytes or restore them (module docstring)."""
 
     def load_context(self, context) -> None:
-        from texpress.codec.api import Codec
-
         self.codec = Codec.from_checkpoint(context.artifacts[ARTIFACT])
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):
@@ -51,9 +56,6 @@ class TexpressModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
     def _one(self, value: Any, mode: str) -> dict[str, Any]:
-        from texpress.codec.api import bits_per_pixel
-        from texpress.errors import TexpressError
-
         try:
             raw = value if isinstance(value, bytes) else _unbase64(value)
             if mode == "compress":
@@ -72,8 +74,6 @@ class TexpressModel(mlflow.pyfunc.PythonModel):
 
 
 def _unbase64(value: Any) -> bytes:
-    import binascii
-
     try:
         return base64.b64decode(str(value), validate=True)
     except binascii.Error as exc:
@@ -94,8 +94,6 @@ def example_png(width: int = 64, height: int = 48) -> bytes:
 
 def pip_requirements() -> list[str]:
     """This package, at this version (it brings torch, compressai and the rest as its dependencies)."""
-    from texpress import __version__
-
     return [f"texpress=={__version__}"]
 
 
@@ -110,14 +108,10 @@ def save_pyfunc(checkpoint: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Write the MLflow model folder (MLmodel, signature, input example, checkpoint artifact) to `path`.
 
     The checkpoint is stored as `artifacts/model<suffix>`; its fingerprint goes into the metadata."""
-    import shutil
-    import tempfile
     import warnings
 
     import pandas as pd
     from mlflow.models import infer_signature
-
-    from texpress.codec.api import Codec
 
     codec = Codec.from_checkpoint(checkpoint)
     example = pd.DataFrame({"data": [b64(example_png())]})

@@ -1,14 +1,15 @@
-"""`models:/NAME@ALIAS` and `models:/NAME/VERSION` wherever a checkpoint is accepted.
+"""The one place where a model reference becomes a checkpoint file, before anything reads it.
 
-`resolve_checkpoint(ref)` turns a reference into a local checkpoint file: a plain path passes
-through; a model URI is looked up in the registry (store: $MLFLOW_TRACKING_URI, else ./mlflow.db),
-and the version's checkpoint artifact is downloaded once into a cache keyed by its fingerprint:
-`$TEXPRESS_CACHE_DIR/models/<fingerprint>/model.ckpt` (or .safetensors) (default cache: $XDG_CACHE_HOME/texpress or
-~/.cache/texpress). The alias is looked up every time (it moves); the download happens once.
+A reference is a path, a shipped model's name (`lite-q2`, texpress.codec.shipped),
+`models:/NAME@ALIAS` or `models:/NAME/VERSION`, or nothing (the shipped default). A model URI is
+looked up in the registry (store: $MLFLOW_TRACKING_URI, else ./mlflow.db), and the version's
+checkpoint artifact is downloaded once into a cache keyed by its fingerprint:
+`$TEXPRESS_CACHE_DIR/models/<fingerprint>/model.ckpt` (or .safetensors) (default cache:
+$XDG_CACHE_HOME/texpress or ~/.cache/texpress). The alias is looked up every time (it moves); the
+download happens once.
 
-The codec layer cannot import this one, so `install()` registers the resolver with
-texpress.codec.refs; the `texpress` CLI calls it at start-up, other programs call it themselves
-(bulk jobs resolve in the driver and hand the local path to their workers).
+The commands, pipeline stages and flows resolve their --model / --from / init_from here and hand
+the library below a local path (bulk jobs hand it to their workers).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from texpress.codec.checkpoint import read_checkpoint
+from texpress.codec.shipped import by_name, default_model
 from texpress.errors import CheckpointError
 from texpress.registry.store import RegistryError, get_version, mlflow_errors, open_store, parse_ref
 from texpress.registry.tags import FINGERPRINT
@@ -31,18 +34,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "texpress"
 
 
-def install() -> None:
-    """Let every checkpoint reader (texpress.codec.checkpoint.read_checkpoint) accept models:/ URIs."""
-    from texpress.codec.refs import add_resolver
-
-    add_resolver(PREFIX, resolve_checkpoint)
-
-
-def resolve_checkpoint(ref: str | os.PathLike, tracking_uri: str | None = None) -> Path:
-    """A local checkpoint file for a path or a models:/ URI (module docstring)."""
+def resolve_checkpoint(ref: str | os.PathLike | None, tracking_uri: str | None = None) -> Path:
+    """The local checkpoint behind `ref` (module docstring): None is the shipped default; a path
+    that exists is itself; a bare name that is no file is a shipped model's; a models:/ URI comes
+    from the registry. A reference that names nothing is a CheckpointError."""
+    if ref is None:
+        return default_model().path
     text = os.fspath(ref)
     if not text.startswith(PREFIX):
-        return Path(ref)
+        path = Path(text)
+        if not path.exists() and "/" not in text and (shipped := by_name(text)) is not None:
+            return shipped.path
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        return path
     name, version, alias = parse_ref(text)
     store = open_store(tracking_uri, create=False)
     client = store.client()
@@ -62,8 +67,7 @@ def _download(source: str, uri: str, folder: Path, fingerprint: str, ref: str) -
     """The checkpoint artifact of a pyfunc model folder, checked against its fingerprint, renamed into place."""
     import mlflow.artifacts
 
-    from texpress.codec.checkpoint import read_checkpoint
-    from texpress.registry.pyfunc import ARTIFACT
+    from texpress.registry.pyfunc import ARTIFACT  # imports mlflow: only where a download happens
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:

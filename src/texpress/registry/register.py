@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from texpress.codec.checkpoint import read_checkpoint
 from texpress.evaluate.tracking import find_training_run
+from texpress.mlstore import ensure_experiment
 from texpress.registry.config import RegistryConfig
 from texpress.registry.store import RegistryError, Store, check_name, mlflow_errors, name_lock, open_store
 from texpress.registry.tags import FINGERPRINT, eval_tags, model_tags
@@ -32,8 +34,6 @@ class Registered:
 
 def default_name(checkpoint: str | os.PathLike) -> str:
     """`texpress-<preset>` from the checkpoint's metadata (`texpress` when it names none)."""
-    from texpress.codec.checkpoint import read_checkpoint
-
     preset = (read_checkpoint(checkpoint).get("meta") or {}).get("preset")
     return f"texpress-{preset}" if preset else "texpress"
 
@@ -72,8 +72,6 @@ def register_checkpoint(checkpoint: str | os.PathLike, name: str | None = None, 
 
     run_id: the training run (default: the one the checkpoint names, when the store has it).
     eval_summary: a texpress evaluation summary (dict or summary.json) of this checkpoint: `eval.*` tags."""
-    from texpress.codec.checkpoint import read_checkpoint
-
     cfg = cfg or RegistryConfig()
     payload = read_checkpoint(checkpoint)
     fp = payload["fingerprint"]
@@ -115,8 +113,6 @@ def _load_summary(summary: dict[str, Any] | str | os.PathLike | None) -> dict[st
 
 def _registry_run(client, store: Store, cfg: RegistryConfig, fingerprint: str) -> str:
     """A run of the registry's experiment for a checkpoint that has no training run in this store."""
-    from texpress.train.tracking import ensure_experiment
-
     experiment_id = ensure_experiment(store.uri, cfg.experiment, store.artifact_location)
     run = client.create_run(experiment_id, run_name=f"register-{fingerprint[:8]}",
                             tags={FINGERPRINT: fingerprint, "texpress.kind": "register"})
@@ -125,7 +121,7 @@ def _registry_run(client, store: Store, cfg: RegistryConfig, fingerprint: str) -
 
 def _log_pyfunc(client, run_id: str, checkpoint: str | os.PathLike) -> str:
     """Log the pyfunc model folder into the run; returns its artifact URI (the version's source)."""
-    from texpress.registry.pyfunc import MODEL_DIR, save_pyfunc
+    from texpress.registry.pyfunc import MODEL_DIR, save_pyfunc  # imports mlflow.pyfunc: only when registering
 
     with tempfile.TemporaryDirectory(prefix="texpress-register-") as tmp:
         folder = save_pyfunc(checkpoint, Path(tmp) / MODEL_DIR)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from texpress.errors import ConfigError, TexpressError
+from texpress.mlstore import resolve_tracking, sqlite_store_missing
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LOCK_SUFFIX = ".promotion-lock"
@@ -56,8 +57,6 @@ class Store:
 def open_store(tracking_uri: str | None = None, *, create: bool = True) -> Store:
     """The store to use; an http(s) server is checked first (an unreachable one is one RegistryError,
     not minutes of retries), a missing local sqlite file is an error unless `create`."""
-    from texpress.train.tracking import resolve_tracking, sqlite_store_missing
-
     if tracking_uri and tracking_uri.startswith("sqlite:///"):  # artifacts beside the database, as train does
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         store = Store(tracking_uri, (db.parent.resolve() / "mlartifacts").as_uri())

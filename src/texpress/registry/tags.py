@@ -14,6 +14,8 @@ import math
 import os
 from typing import Any
 
+from texpress.codec.checkpoint import load_model, read_checkpoint
+from texpress.codec.complexity import measure
 from texpress.errors import TexpressError
 from texpress.evaluate.curves import FIDELITY, TEXTURE
 
@@ -30,9 +32,6 @@ def model_tags(checkpoint: str | os.PathLike, training_run: str | None,
                git_commit: str | None = None) -> dict[str, str]:
     """Tags from a checkpoint file: its identity, metadata and measured size; the commit is the training
     run's (newer checkpoints do not record it)."""
-    from texpress.codec.checkpoint import load_model, read_checkpoint
-    from texpress.codec.complexity import measure
-
     payload = read_checkpoint(checkpoint)
     meta = payload.get("meta") or {}
     cx = measure(load_model(checkpoint))

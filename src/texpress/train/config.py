@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from texpress.codec.config import get_preset
 from texpress.errors import ConfigError
 from texpress.params import build_section
 
@@ -140,7 +141,6 @@ class TrainConfig:
             raise ConfigError("train.target_bpp must be positive")
         if self.lpips_net not in ("alex", "vgg", "squeeze"):
             raise ConfigError(f"train.lpips_net must be alex, vgg or squeeze, got {self.lpips_net!r}")
-        from texpress.codec.config import get_preset
 
         get_preset(self.preset)  # an unknown name is a ConfigError naming the presets
         if not self.experiment:

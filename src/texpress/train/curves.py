@@ -12,7 +12,7 @@ import csv
 import os
 from pathlib import Path
 
-from texpress.codec.files import write_atomic
+from texpress.files import write_atomic
 
 HISTORY_KEYS = ("step", "bpp", "rate_loss", "distortion_loss", "rd_loss")
 TSV_COLUMNS = HISTORY_KEYS

@@ -1,11 +1,11 @@
 """MLflow tracking, done by hand from rank 0 (Ray Train V2 refuses MLflowLoggerCallback).
 
-The driver resolves the tracking store and creates the experiment; rank 0 creates the run (or
+The driver resolves the tracking store and creates the experiment (texpress.mlstore); rank 0 creates the run (or
 re-opens it after a restart: its id is in every training checkpoint), logs params, tags, per-step
 metrics in batches, validation image grids and the final artifacts. Only MlflowClient is used:
 no fluent global state in the Ray worker processes.
 
-Default store: `sqlite:///<working dir>/mlflow.db` with artifacts in `<working dir>/mlartifacts`;
+The store (texpress.mlstore): `sqlite:///<working dir>/mlflow.db` with artifacts in `<working dir>/mlartifacts`;
 MLFLOW_TRACKING_URI selects another store or a server (start it with --serve-artifacts so workers
 on other machines do not write artifacts to their own disks).
 
@@ -16,61 +16,21 @@ installed or not wanted (the single-process trainer): mlflow is only imported in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DB = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
+from texpress.mlstore import ensure_experiment, resolve_tracking
+from texpress.train.state import Session
+from texpress.train.step_loop import say
+
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAG_CHARS = 5000
 FAILURE_TAG = "failure_reason"
-
-
-def resolve_tracking(workdir: str | os.PathLike | None = None) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for a new experiment or None for the store's default)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri, None
-    base = Path(workdir or os.getcwd()).resolve()
-    return f"sqlite:///{base / DEFAULT_DB}", (base / DEFAULT_ARTIFACTS).as_uri()
-
-
-def sqlite_store_missing(uri: str) -> bool:
-    """True for a local sqlite store whose file does not exist: readers must not create one by asking."""
-    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file()
-
-
-def _quiet_store_setup() -> None:
-    """MLflow's sqlite store announces every table it creates on INFO: not news for a user."""
-    import logging
-
-    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def ensure_experiment(uri: str, name: str, artifact_location: str | None) -> str:
-    """The id of experiment `name`, created (with its artifact location) when missing."""
-    _quiet_store_setup()
-    from mlflow.entities import LifecycleStage
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, artifact_location=artifact_location)
-        except MlflowException:  # created concurrently
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if exp.lifecycle_stage == LifecycleStage.DELETED:
-        client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
@@ -215,3 +175,27 @@ class NullTracker:
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
         pass
+
+
+def open_tracker(enabled: bool, s: Session, loader_cfg, *, params: dict[str, str], tags: dict[str, str],
+                 tracking_dir: str | os.PathLike | None):
+    """The single-process trainer's MLflow set-up: (tracker, uri), a RunLogger on the run the state names
+    (else a new one with every setting as params) when MLflow is installed and wanted, else a NullTracker."""
+    if not enabled:
+        return NullTracker(), ""
+    if importlib.util.find_spec("mlflow") is None:  # a bare GPU box: training goes on untracked
+        return NullTracker(), ""
+    uri, artifacts = resolve_tracking(tracking_dir)
+    experiment_id = ensure_experiment(uri, s.cfg.experiment, artifacts)
+    if s.run_id:
+        try:
+            tracker = RunLogger(uri, s.run_id)
+            tracker.resume(s.step)
+            return tracker, uri
+        except Exception:  # the checkpoints came from another machine or store: a new run goes on
+            say(f"MLflow run {s.run_id} is not in {uri}; logging the rest of the training to a new run")
+    all_params = {**flatten_params("train.", s.cfg.to_dict()), **flatten_params("loader.", loader_cfg.to_dict()),
+                  **flatten_params("model.", s.model_cfg.to_dict()), "world_size": "1", **params}
+    tracker = RunLogger.start(uri, experiment_id, run_name=tags.get("run_name"), params=all_params, tags=tags)
+    s.run_id = tracker.run_id
+    return tracker, uri

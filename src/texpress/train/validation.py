@@ -19,8 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from texpress.codec.checkpoint import save_checkpoint
+from texpress.codec.model import pad_to_multiple
+from texpress.evaluate.texture import TextureReference
+from texpress.files import write_atomic
 from texpress.train import curves
-from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE, Session
+from texpress.train.losses import MSE_255, bits_per_pixel, ms_ssim_any, psnr_from_mse_255
+from texpress.train.state import CURVES_FILE, METRICS_FILE, MODEL_FILE, Session
 
 VAL_KEYS = ("bpp", "psnr", "ms_ssim", "checkerboard", "texture_distance")  # logged as val/<key>
 
@@ -34,10 +39,6 @@ def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = 
     the reconstruction is what the decoder would produce). bitstream=True: real entropy coding of y
     and z (needs an updated model) and decoding from the bytes. Inputs are padded (replicate) to a
     multiple of 64 and the output is cropped back; bpp counts the bits over the original pixels."""
-    from texpress.codec.model import pad_to_multiple
-    from texpress.evaluate.texture import TextureReference
-    from texpress.train.losses import MSE_255, bits_per_pixel, ms_ssim_any, psnr_from_mse_255
-
     was_training = codec.training
     codec.eval()
     tpx = _tpx_coder(codec) if bitstream else None
@@ -125,8 +126,6 @@ def write_final(s: Session, folder: Path, *, val_items: list, tracker, meta: dic
 
     The codec is moved to the CPU first: training is over, and the bitstream check then codes
     exactly as `texpress compress` will."""
-    from texpress.codec.checkpoint import save_checkpoint
-
     codec = s.t.codec.to("cpu")
     step = s.step
     metrics: dict[str, Any] = {}
@@ -150,7 +149,6 @@ def write_final(s: Session, folder: Path, *, val_items: list, tracker, meta: dic
     except ModuleNotFoundError:  # matplotlib is optional where the single-process trainer runs
         pngs = []
     curves.write_tsv(s.history, folder / CURVES_FILE)
-    from texpress.codec.files import write_atomic
 
     write_atomic(folder / METRICS_FILE, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     for png in pngs:

@@ -20,8 +20,8 @@ import torch
 
 from texpress.train import curves
 from texpress.train.losses import psnr_from_mse_255
-from texpress.train.session import Session, step_seed
-from texpress.train.steps import train_step
+from texpress.train.state import Session, step_seed
+from texpress.train.train_step import train_step
 
 LOGGED = ("bpp", "mse", "psnr", "loss_rd", "loss_g", "loss_d", "d_real", "d_fake", "lambda", "distortion",
           "rate_loss", "aux", "lr", "ms_ssim", "lpips", "loss_adv")

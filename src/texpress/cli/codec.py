@@ -1,4 +1,4 @@
-"""CLI commands of the codec layer: compress, decompress, info, models."""
+"""`texpress compress`, `decompress`, `info` and `texpress models ...`: the codec's commands."""
 
 from __future__ import annotations
 
@@ -12,8 +12,21 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from texpress.codec import bitstream
+from texpress.codec.api import Codec, bits_per_pixel
+from texpress.codec.checkpoint import (build_model, compact_checkpoint, load_model, read_checkpoint, save_checkpoint,
+                                       transplant)
+from texpress.codec.complexity import measure
+from texpress.codec.config import PRESETS, get_preset
+from texpress.codec.files import expand
+from texpress.codec.imageio import IMAGE_SUFFIXES
+from texpress.codec.model import DOWNSCALE, TexpressModel
+from texpress.codec.shipped import by_fingerprint, default_model, models_dir, shipped_models
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error, warn
 from texpress.errors import TexpressError
+from texpress.files import write_atomic
+from texpress.registry.refs import resolve_checkpoint
+from texpress.registry.shipping import ship
 
 models_app = typer.Typer(no_args_is_help=True, help="List presets, create and inspect checkpoints.")
 
@@ -56,8 +69,6 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
               work: Callable[[Path], tuple[bytes | None, Callable[[Path], None] | None, int]]) -> BatchSummary:
     """Runs `work` on each input and writes its output atomically; a failing input is reported on
     one line and the batch goes on. `work` returns (data or None, writer or None, pixels)."""
-    from texpress.codec.files import expand, write_atomic
-
     summary = BatchSummary()
     jobs, problems = expand(inputs, out_dir, suffixes, out_suffix)
     for path, reason in problems:
@@ -112,11 +123,8 @@ def _exit_for(summary: BatchSummary) -> None:
 
 
 def _load_codec(model: Optional[Path], max_pixels: Optional[int]):
-    from texpress.codec.api import Codec
-    from texpress.codec.shipped import default_model
-
     try:
-        return Codec.from_checkpoint(model or default_model().path, max_pixels=max_pixels)
+        return Codec.from_checkpoint(resolve_checkpoint(model), max_pixels=max_pixels)
     except TexpressError as exc:
         raise fail(str(exc))
 
@@ -129,10 +137,6 @@ class ShippedCodecs:
         self.max_pixels, self.loaded = max_pixels, {}
 
     def for_file(self, data: bytes):
-        from texpress.codec import bitstream
-        from texpress.codec.api import Codec
-        from texpress.codec.shipped import by_fingerprint
-
         fingerprint = bitstream.unpack(data).header.fingerprint
         if fingerprint not in self.loaded:
             self.loaded[fingerprint] = Codec.from_checkpoint(by_fingerprint(fingerprint).path,
@@ -148,8 +152,6 @@ def compress(
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
 ) -> None:
     """Compress images to .tpx files, mirroring folder structure under OUTPUT."""
-    from texpress.codec.files import IMAGE_SUFFIXES
-
     codec = _load_codec(model, max_pixels)
     _check_output_dir(output)
 
@@ -187,9 +189,6 @@ def decompress(
 
 def info(file: Path = typer.Argument(..., help="A .tpx file.")) -> None:
     """Print a .tpx header as JSON (no model needed); checks the checksum too."""
-    from texpress.codec import bitstream
-    from texpress.codec.api import bits_per_pixel
-
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -207,10 +206,6 @@ def info(file: Path = typer.Argument(..., help="A .tpx file.")) -> None:
 @models_app.command("list")
 def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Each preset with parameter counts and kMAC per pixel, counted from the modules."""
-    from texpress.codec.complexity import measure
-    from texpress.codec.config import PRESETS
-    from texpress.codec.model import DOWNSCALE, TexpressModel
-
     rows = []
     for name, cfg in PRESETS.items():
         cx = measure(TexpressModel(cfg))
@@ -249,9 +244,6 @@ def models_init(
     force: bool = FORCE_OPTION,
 ) -> None:
     """Write an untrained, ready-to-code checkpoint (for tests and as a training start)."""
-    from texpress.codec.checkpoint import build_model, read_checkpoint, save_checkpoint, transplant
-    from texpress.codec.config import get_preset
-
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
     cfg = get_preset(preset)
@@ -261,7 +253,7 @@ def models_init(
         cfg = cfg.replace(**overrides)
         model = build_model(cfg, seed=seed)
         if from_ckpt:
-            fresh = transplant(model, read_checkpoint(from_ckpt)["state_dict"])
+            fresh = transplant(model, read_checkpoint(resolve_checkpoint(from_ckpt))["state_dict"])
             meta.update({"trained": True, "init_from": from_ckpt, "fresh_tensors": fresh})
     except TexpressError as exc:
         raise fail(str(exc))
@@ -275,11 +267,9 @@ def models_init(
 @models_app.command("show")
 def models_show(checkpoint: Path = typer.Argument(..., help="Checkpoint file.")) -> None:
     """Print a checkpoint's config, fingerprint, metadata and measured complexity as JSON."""
-    from texpress.codec.checkpoint import load_model, read_checkpoint
-    from texpress.codec.complexity import measure
-
-    payload = read_checkpoint(checkpoint)
-    cx = measure(load_model(checkpoint))
+    path = resolve_checkpoint(checkpoint)
+    payload = read_checkpoint(path)
+    cx = measure(load_model(path))
     out_console.print_json(json.dumps({"file": str(checkpoint), "fingerprint": payload["fingerprint"],
                                        "config": payload["config"], "meta": payload["meta"], **cx.to_dict()}))
 
@@ -287,8 +277,6 @@ def models_show(checkpoint: Path = typer.Argument(..., help="Checkpoint file."))
 @models_app.command("shipped")
 def models_shipped() -> None:
     """The trained models in the repository's models/shipped/ folder (docs/models.md has their cards)."""
-    from texpress.codec.shipped import default_model, models_dir, shipped_models
-
     try:
         models, default = shipped_models(), default_model().name
     except TexpressError as exc:
@@ -314,13 +302,12 @@ def models_compact(
 ) -> None:
     """Store a checkpoint's weights in float16: half the size. The weights are rounded first and the
     CDF tables rebuilt from them, so the file codes exactly what it says (its own fingerprint)."""
-    from texpress.codec.checkpoint import compact_checkpoint
-
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
-    fp = compact_checkpoint(checkpoint, output)
+    source = resolve_checkpoint(checkpoint)
+    fp = compact_checkpoint(source, output)
     out_console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, was "
-                      f"{checkpoint.stat().st_size / 1e6:.1f} MB; fingerprint {fp})", markup=False)
+                      f"{source.stat().st_size / 1e6:.1f} MB; fingerprint {fp})", markup=False)
 
 
 @models_app.command("ship")
@@ -335,10 +322,8 @@ def models_ship(
 ) -> None:
     """Add a trained checkpoint to the shipped models: float16 weights in models/shipped/, an entry in
     its models.json with the fingerprint and the rate and quality on --val."""
-    from texpress.codec.shipped import ship
-
     try:
-        shipped = ship(checkpoint, name, val=val, default=default, curve=curve,
+        shipped = ship(resolve_checkpoint(checkpoint), name, val=val, default=default, curve=curve,
                        extra={"lambda": lam} if lam is not None else None)
     except TexpressError as exc:
         raise fail(str(exc))

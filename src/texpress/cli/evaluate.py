@@ -1,4 +1,4 @@
-"""CLI commands of the evaluation layer: `texpress eval run`, `texpress eval bd-rate`, `texpress eval baselines`."""
+"""The evaluation's commands: `texpress eval run`, `texpress eval bd-rate`, `texpress eval baselines`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from texpress.console import EXIT_FAILED_ITEMS, out_console
+from texpress.console import EXIT_FAILED_ITEMS, out_console, report_item_error, warn
 from texpress.errors import ConfigError
+from texpress.evaluate.baselines import BASELINES
+from texpress.evaluate.bdrate import QUALITY_METRICS, bd_rate_curves
+from texpress.evaluate.config import EvalConfig, ModelSpec, parse_baselines
+from texpress.evaluate.curves import load_curve
+from texpress.evaluate.display import print_summary, progress_bar
+from texpress.evaluate.run import run_eval
+from texpress.params import load_params
+from texpress.registry.refs import resolve_checkpoint
 
 eval_app = typer.Typer(no_args_is_help=True,
                        help="Rate-distortion evaluation against classical codecs: metrics, BD-rate, figures.")
@@ -39,6 +47,11 @@ def _parse_qualities(items: list[str]) -> dict[str, tuple[float, ...]]:
     return out
 
 
+def _resolved(spec):
+    """The spec with its checkpoint resolved (a shipped name or models:/ URI becomes a file)."""
+    return ModelSpec(spec.label, resolve_checkpoint(spec.path))
+
+
 @eval_app.command("run")
 def run_command(
     images: list[Path] = typer.Argument(..., help="Image files, folders of images, or .tar shards."),
@@ -65,12 +78,6 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary tables."),
 ) -> None:
     """Evaluate checkpoints and classical codecs on IMAGES: per_image.csv, summary.json, R-D and crops figures."""
-    from texpress.evaluate.config import EvalConfig, parse_baselines
-    from texpress.evaluate.run import run_eval
-    from texpress.evaluate.runner import ModelSpec
-
-    from texpress.params import load_params
-
     section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:
         section["baselines"] = parse_baselines(baselines)
@@ -88,8 +95,11 @@ def run_command(
             fig["bpp"] = figure_bpp
         section["figure"] = fig
     cfg = EvalConfig.from_dict(section)
-    outcome = run_eval([str(p) for p in images], [ModelSpec.parse(m) for m in model], cfg, output,
-                       mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, show=not quiet)
+    outcome = run_eval([str(p) for p in images], [_resolved(ModelSpec.parse(m)) for m in model], cfg, output,
+                       mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, on_error=report_item_error,
+                       on_warning=warn, progress=progress_bar(show=not quiet))
+    if not quiet:
+        print_summary(outcome)
     if outcome.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)
 
@@ -102,9 +112,6 @@ def bd_rate_command(
     metric: str = typer.Option("psnr-rgb", "--metric", help="psnr-rgb or ms-ssim-rgb (MS-SSIM is compared in dB)."),
 ) -> None:
     """Print the BD-rate of curve B against curve A in percent (negative: B needs fewer bits)."""
-    from texpress.evaluate.bdrate import QUALITY_METRICS, bd_rate_curves
-    from texpress.evaluate.curves import load_curve
-
     if metric not in QUALITY_METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(QUALITY_METRICS)}, got {metric!r}")
     name_a, curve_a = load_curve(anchor)
@@ -116,8 +123,6 @@ def bd_rate_command(
 @eval_app.command("baselines")
 def baselines_command() -> None:
     """List the classical codecs, their settings and default quality sweeps."""
-    from texpress.evaluate.baselines import BASELINES
-
     table = Table(title="classical baselines", title_justify="left")
     for col in ("name", "codec", "library", "chroma", "quality knob", "default sweep"):
         table.add_column(col)

@@ -1,9 +1,9 @@
 """The Ray Train loop: what every worker runs (`train_loop_per_worker`).
 
-Each worker opens a training session (texpress.train.session): it restores the latest Ray
+Each worker opens a training session (texpress.train.state): it restores the latest Ray
 checkpoint (after a worker failure or a re-run of the same stored run) or warm-starts from a given
 checkpoint, wraps both models for DDP, reads its own part of the training shards (a resumed run
-continues the same sample stream) and runs the shared step loop (texpress.train.stepper). Rank 0
+continues the same sample stream) and runs the shared step loop (texpress.train.step_loop). Rank 0
 also validates, logs to MLflow and writes the checkpoints; every rank calls ray.train.report at
 the same steps (it is a barrier).
 
@@ -20,13 +20,19 @@ import resource
 import shutil
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from texpress.train.session import STATE_FILE, Session
+from texpress.codec.checkpoint import fingerprint
+from texpress.data.config import LoaderConfig
+from texpress.train.config import TrainConfig
+from texpress.train.inputs import shard_batches, shard_val_items
+from texpress.train.state import STATE_FILE, Session, open_session
+from texpress.train.step_loop import Hooks, run_steps, say
+from texpress.train.tracking import RunLogger, flatten_params
+from texpress.train.validation import log_validation, write_final
 
 
 def _max_rss_mb(who: int) -> float:
@@ -38,8 +44,6 @@ def _open(config: dict[str, Any], cfg, loader_cfg, device) -> Session:
     import ray
     import ray.train
     import ray.train.torch
-
-    from texpress.train.session import open_session
 
     state = None
     ckpt = ray.train.get_checkpoint()
@@ -58,25 +62,8 @@ def _open(config: dict[str, Any], cfg, loader_cfg, device) -> Session:
                         run_id=config.get("mlflow_run_id"), wrap=wrap)
 
 
-def _batches(config: dict[str, Any], loader_cfg, s: Session, rank: int, world: int):
-    """This rank's endless batches, continuing the run's sample stream at s.step."""
-    from texpress.data.loader import list_shards, make_train_loader
-
-    loader = make_train_loader(
-        list_shards(config["shards"], "train"), patch_size=loader_cfg.patch_size, batch_size=loader_cfg.batch_size,
-        num_workers=loader_cfg.num_workers, shuffle_buffer=loader_cfg.shuffle_buffer,
-        batches_per_epoch=loader_cfg.batches_per_epoch, seed=s.data_seed, rank=rank, world_size=world,
-        start_step=s.step)
-    while True:  # every rank gets batches_per_epoch batches per epoch; epochs go on
-        yield from loader
-
-
 def _tracking(config: dict[str, Any], s: Session, loader_cfg, world: int):
     """Rank 0: the MLflow run (created, or re-opened after a restart) and the validation images."""
-    from texpress.data.loader import list_shards, make_val_loader
-    from texpress.train.stepper import say
-    from texpress.train.tracking import RunLogger, flatten_params
-
     mlflow_cfg = config["mlflow"]
     if s.run_id:
         tracker = RunLogger(mlflow_cfg["uri"], s.run_id)
@@ -88,14 +75,9 @@ def _tracking(config: dict[str, Any], s: Session, loader_cfg, world: int):
         tracker = RunLogger.start(mlflow_cfg["uri"], mlflow_cfg["experiment_id"], run_name=config.get("run_name"),
                                   params=params, tags=config.get("tags", {}))
         s.run_id = tracker.run_id
-    val_items: list = []
-    if s.cfg.val_images > 0:
-        val_shards = list_shards(config["shards"], "val")
-        if val_shards:
-            val_items = list(islice(make_val_loader(val_shards, max_side=loader_cfg.val_max_side, rank=0,
-                                                    world_size=1), s.cfg.val_images))
-        if not val_items:
-            say("warning: no validation images in the val split; validation is skipped")
+    val_items = shard_val_items(config["shards"], loader_cfg, s.cfg.val_images)
+    if s.cfg.val_images > 0 and not val_items:
+        say("warning: no validation images in the val split; validation is skipped")
     return tracker, val_items
 
 
@@ -134,11 +116,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from texpress.data.config import LoaderConfig
-    from texpress.train.config import TrainConfig
-    from texpress.train.stepper import Hooks, run_steps, say
-    from texpress.train.validation import log_validation
-
     cfg = TrainConfig.from_dict(config["train"])
     loader_cfg = LoaderConfig.from_dict(config["loader"])
     ctx = ray.train.get_context()
@@ -159,7 +136,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         say(f"training {cfg.total_steps} steps ({cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial) on "
             f"{world} worker(s), {s.where()}; MLflow run {s.run_id}")
     validate = (lambda step: log_validation(s, val_items, tracker, step)) if val_items else None
-    result = run_steps(s, _batches(config, loader_cfg, s, rank, world),
+    batches = shard_batches(config["shards"], loader_cfg, seed=s.data_seed, start_step=s.step, rank=rank, world=world)
+    result = run_steps(s, batches,
                        Hooks(tracker=tracker, validate=validate, checkpoint=checkpoint), rank=rank, world=world)
     _finish(config, s, result, rank, world, started, tracker, val_items, report)
 
@@ -169,8 +147,6 @@ def _finish(config, s: Session, result, rank: int, world: int, started: float, t
     import ray
     import torch.distributed as dist
 
-    from texpress.codec.checkpoint import fingerprint
-    from texpress.train.validation import write_final
 
     cfg, step, steps_run = s.cfg, s.step, result.steps_run
     info = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "steps_run": steps_run,

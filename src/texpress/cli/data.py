@@ -10,6 +10,8 @@ import typer
 
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error
 from texpress.data.config import ShardConfig
+from texpress.data.manifest import stats
+from texpress.data.report import run_ingest, summary_table
 
 _D = ShardConfig()
 
@@ -35,8 +37,6 @@ def ingest_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Validate, deduplicate, split and shard images from SOURCE... into DIR."""
-    from texpress.data.report import run_ingest
-
     config = ShardConfig(min_side=min_side, max_pixels=max_pixels, max_file_bytes=max_file_bytes,
                          val_frac=val_frac, test_frac=test_frac, max_samples=max_samples,
                          max_bytes=max_bytes, workers=workers)
@@ -58,13 +58,10 @@ def stats_command(
     endpoint_url: Optional[str] = typer.Option(None, help="S3-compatible endpoint for s3:// folders."),
 ) -> None:
     """Counts per split, shards, bytes, rejections by reason and duplicates of a dataset."""
-    from texpress.data.manifest import stats
-
     s = stats(directory, endpoint_url)
     if as_json:
         typer.echo(json.dumps(s, indent=2, sort_keys=True))
         return
-    from texpress.data.report import summary_table
 
     out_console.print(summary_table(s, title=f"dataset {directory}"))
 

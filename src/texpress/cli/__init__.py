@@ -1,4 +1,8 @@
-"""The `texpress` command: assembles the sub-commands of each layer."""
+"""The `texpress` command: one module a command group (codec, train, data, evaluate, registry, bulk).
+
+This is the top layer: a command turns options and model references into library calls (a
+--model, --from or checkpoint argument is resolved once, by texpress.registry.refs, before any
+checkpoint is read), shows progress and prints the result."""
 
 from __future__ import annotations
 
@@ -11,16 +15,14 @@ from texpress.errors import TexpressError
 
 
 def build_app() -> typer.Typer:
-    """The full command tree; each layer adds its own sub-commands."""
-    from texpress.bulk import commands as bulk_commands
-    from texpress.codec import commands as codec_commands
-    from texpress.data import commands as data_commands
-    from texpress.evaluate import commands as evaluate_commands
-    from texpress.registry import commands as registry_commands
-    from texpress.registry.refs import install as install_model_uris
-    from texpress.train import commands as train_commands
-
-    install_model_uris()  # models:/NAME@ALIAS wherever a checkpoint is read (texpress.codec.refs)
+    """The full command tree; each layer adds its own sub-commands. The groups are imported here, not
+    at the top: they load torch, and main() quiets its warnings first."""
+    from texpress.cli import bulk as bulk_commands
+    from texpress.cli import codec as codec_commands
+    from texpress.cli import data as data_commands
+    from texpress.cli import evaluate as evaluate_commands
+    from texpress.cli import registry as registry_commands
+    from texpress.cli import train as train_commands
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="texpress: a learned image codec and the pipeline that trains and ships it.")

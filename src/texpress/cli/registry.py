@@ -1,7 +1,8 @@
-"""CLI commands of the registry layer: `texpress registry register | list | promote | pull`."""
+"""`texpress registry register | list | promote | pull`: the model registry's commands."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -9,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
 from texpress.console import fail, out_console, report_item_error
+from texpress.files import file_in_the_way, write_atomic
+from texpress.params import load_params
+from texpress.registry.config import RegistryConfig
+from texpress.registry.listing import list_versions
+from texpress.registry.promote import print_decision, promote
+from texpress.registry.refs import PREFIX, resolve_checkpoint
+from texpress.registry.register import register_checkpoint, register_run
 
 registry_app = typer.Typer(no_args_is_help=True, help="MLflow model registry: register versions, promote a "
                            "challenger to @champion when it wins the gate, pull checkpoints.")
@@ -21,9 +30,6 @@ PARAMS_OPTION = typer.Option(None, "--params", help="params.yaml whose registry:
 
 
 def _config(params: Optional[Path]):
-    from texpress.params import load_params
-    from texpress.registry.config import RegistryConfig
-
     if params is None and Path("params.yaml").is_file():
         params = Path("params.yaml")
     return RegistryConfig.from_dict(load_params(params, "registry") if params else {})
@@ -41,8 +47,6 @@ def register_command(
     params: Optional[Path] = PARAMS_OPTION,
 ) -> None:
     """Create a model version (pyfunc model + tags); a checkpoint already registered returns its version."""
-    from texpress.registry.register import register_checkpoint, register_run
-
     if (run_id is None) == (checkpoint is None):
         raise fail("give exactly one of --run-id and --checkpoint")
     if name is not None and not name.strip():
@@ -51,7 +55,7 @@ def register_command(
     if run_id:
         r = register_run(run_id, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
     else:
-        r = register_checkpoint(checkpoint, name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
+        r = register_checkpoint(resolve_checkpoint(checkpoint, tracking_uri), name, tracking_uri=tracking_uri, eval_summary=eval_summary, cfg=cfg)
     verb = "registered" if r.created else "already registered:"
     out_console.print(f"{verb} {r.name} version {r.version} (fingerprint {r.fingerprint}, run {r.run_id})",
                       markup=False, soft_wrap=True)
@@ -63,8 +67,6 @@ def list_command(
     tracking_uri: Optional[str] = URI_OPTION,
 ) -> None:
     """Versions with their aliases, fingerprints and key metrics."""
-    from texpress.registry.listing import list_versions
-
     rows = list_versions(name, tracking_uri)
     t = Table(title="registered texpress models", title_justify="left")
     for col in ("name", "version", "aliases", "fingerprint", "preset", "dec kMAC/px", "bpp", "PSNR", "MS-SSIM",
@@ -90,30 +92,9 @@ def promote_command(
     params: Optional[Path] = PARAMS_OPTION,
 ) -> None:
     """Evaluate the candidate against @champion side by side and move the aliases by the gate's verdict."""
-    from texpress.registry.promote import promote
-
     decision = promote(name, candidate, tracking_uri=tracking_uri, cfg=_config(params), images=images or None,
                        dry_run=dry_run, on_error=report_item_error)
     print_decision(decision)
-
-
-def print_decision(d) -> None:
-    if d.checks:
-        t = Table(title=f"{d.name} v{d.candidate} against "
-                        f"{('v' + d.champion) if d.champion else 'the floors'}", title_justify="left")
-        for col in ("check", "value", "limit", "result", "how"):
-            t.add_column(col, justify="right" if col in ("value", "limit") else "left")
-        for c in d.checks:
-            t.add_row(c.name, "-" if c.value is None else f"{c.value:+.4g}",
-                      "-" if c.threshold is None else f"{c.threshold:g}", "pass" if c.passed else "FAIL",
-                      escape(c.note))
-        out_console.print(t)
-    after = d.aliases_after
-    moved = "would set" if d.dry_run else "set"
-    aliases = ", ".join(f"@{k} -> v{v}" for k, v in after.items() if v)
-    verdict = "promoted" if d.promoted else "not promoted"
-    out_console.print(f"{verdict}: {d.note}; {moved} {aliases or 'no alias'} (decision logged in run {d.run_id})",
-                      markup=False, soft_wrap=True)
 
 
 @registry_app.command("pull")
@@ -124,11 +105,6 @@ def pull_command(
     tracking_uri: Optional[str] = URI_OPTION,
 ) -> None:
     """Write the checkpoint of a registered version to a plain file."""
-    import shutil
-
-    from texpress.codec.files import file_in_the_way, write_atomic
-    from texpress.registry.refs import PREFIX, resolve_checkpoint
-
     if output.exists() and not force:
         raise fail(f"{output} exists (use --force to overwrite)")
     if (blocking := file_in_the_way(output)) is not None:
@@ -138,7 +114,6 @@ def pull_command(
     if (path.suffix == ".safetensors") == (output.suffix == ".safetensors"):
         write_atomic(output, writer=lambda tmp: shutil.copyfile(path, tmp))
     else:  # the other file format: re-save the same tensors (same fingerprint)
-        from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
 
         save_checkpoint(load_model(path), output, meta=read_checkpoint(path).get("meta"), update=False)
     out_console.print(f"wrote {output} ({uri})", markup=False, soft_wrap=True)

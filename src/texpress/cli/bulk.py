@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from texpress.bulk.config import FILES, WEBDATASET, BulkConfig
+from texpress.bulk.job import run_bulk
+from texpress.bulk.verify import verify
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error
+from texpress.data import storage
+from texpress.files import file_in_the_way, write_atomic
 
 _D = BulkConfig()
 
@@ -37,14 +42,18 @@ REPORT = typer.Option(None, "--report", help="Also write the JSON report here (i
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
 
 
+def _config(options: dict[str, Any]) -> BulkConfig:
+    """A command's options as a BulkConfig: the options named like its fields, --webdataset as the source
+    format and --shards as the destination format."""
+    names = {f.name for f in fields(BulkConfig)}
+    return BulkConfig(source_format=WEBDATASET if options["webdataset"] else FILES,
+                      dest_format=WEBDATASET if options.get("shards") else FILES,
+                      **{k: v for k, v in options.items() if k in names})
+
+
 def _run(mode: str, sources: list[str], output: str, model: Optional[str], config: BulkConfig, report_path: Optional[Path],
          progress: bool) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from texpress.bulk.job import run_bulk
-    from texpress.codec.files import file_in_the_way
-
-    from texpress.data import storage
 
     for source in sources:  # a mistyped SOURCE is a usage error, not a bad item: nothing starts, nothing is written
         if storage.is_local(source) and not Path(storage.local_path(source)).exists():
@@ -67,7 +76,6 @@ def _run(mode: str, sources: list[str], output: str, model: Optional[str], confi
     if report.failed > 20:
         err_console.print(f"... {report.failed - 20} more in {output.rstrip('/')}/errors.jsonl", markup=False)
     if report_path is not None:
-        from texpress.codec.files import write_atomic
 
         write_atomic(report_path, report.to_json().encode())
     if not report.ok:
@@ -94,11 +102,7 @@ def compress(
     progress: bool = PROGRESS,
 ) -> None:
     """Compress every image of SOURCE... into DEST (SOURCE's paths mirrored, NAME.EXT -> NAME.EXT.tpx)."""
-    config = BulkConfig(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                        batch_size=batch_size, shard_size=shard_size, dest_format=WEBDATASET if shards else FILES,
-                        source_format=WEBDATASET if webdataset else FILES, endpoint_url=endpoint_url,
-                        max_pixels=max_pixels, max_file_bytes=max_file_bytes)
-    _run("compress", sources, output, model, config, report, progress)
+    _run("compress", sources, output, model, _config(locals()), report, progress)
 
 
 @bulk_app.command("decompress")
@@ -118,10 +122,7 @@ def decompress(
     progress: bool = PROGRESS,
 ) -> None:
     """Restore the .tpx files (or shards) of SOURCE... as PNGs under their original names and paths."""
-    config = BulkConfig(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                        batch_size=batch_size, source_format=WEBDATASET if webdataset else FILES,
-                        endpoint_url=endpoint_url, max_pixels=max_pixels, max_file_bytes=max_file_bytes)
-    _run("decompress", sources, output, model, config, report, progress)
+    _run("decompress", sources, output, model, _config(locals()), report, progress)
 
 
 @bulk_app.command("verify")
@@ -136,8 +137,6 @@ def verify_command(
 ) -> None:
     """Decode a sample (or --all) of DEST against the originals: PSNR, sizes, counts."""
     from rich.table import Table
-
-    from texpress.bulk.verify import verify
 
     result = verify(dest, model, sample=None if all_ else sample, seed=seed, endpoint_url=endpoint_url)
     if as_json:

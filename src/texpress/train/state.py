@@ -11,6 +11,7 @@ MLflow and webdataset are not installed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,16 @@ from typing import Any, Callable
 
 import torch
 
+from texpress.codec.checkpoint import build_model, read_checkpoint
+from texpress.codec.config import ModelConfig, get_preset, preset_name
+from texpress.codec.discriminator import ConditionalDiscriminator
+from texpress.errors import CheckpointError
+from texpress.files import write_atomic
 from texpress.train import curves
 from texpress.train.config import TrainConfig
+from texpress.train.losses import CodecLoss, load_lpips
 from texpress.train.rate_control import RateController
+from texpress.train.train_step import build_trainables
 
 STATE_FILE = "train_state.pt"
 MODEL_FILE = "model.ckpt"
@@ -33,19 +41,12 @@ STATE_FORMAT = "texpress-train-state"
 def write_run_record(folder: Path, record: dict[str, Any]) -> None:
     """folder/run.json: the provenance that changes from run to run, kept out of the model and its metrics
     so that the same training gives the same bytes (a DVC stage declares those, not this)."""
-    import json
-
-    from texpress.codec.files import write_atomic
-
     write_atomic(Path(folder) / RUN_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_init(path: str | os.PathLike) -> dict[str, Any]:
     """A warm-start payload from any checkpoint: a ready-to-code model checkpoint (.ckpt or
     .safetensors), a training state file, or a Ray checkpoint folder holding one."""
-    from texpress.codec.checkpoint import read_checkpoint
-    from texpress.errors import CheckpointError
-
     path = Path(path)
     state_file = path / STATE_FILE if path.is_dir() else path
     if path.is_dir() and not state_file.is_file():
@@ -86,7 +87,7 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 class Session:
     cfg: TrainConfig
     model_cfg: Any  # texpress.codec.config.ModelConfig
-    t: Any  # texpress.train.steps.Trainables
+    t: Any  # texpress.train.train_step.Trainables
     rate: RateController
     loss_fn: Any  # texpress.train.losses.CodecLoss
     device: torch.device
@@ -100,8 +101,6 @@ class Session:
     @property
     def preset(self) -> str:
         """The preset of the model being trained (from its checkpoint on a warm start)."""
-        from texpress.codec.config import preset_name
-
         return preset_name(self.model_cfg)
 
     @property
@@ -134,12 +133,6 @@ def open_session(cfg: TrainConfig, *, device: torch.device, data_seed: int, stat
     wrap(model, disc) -> (model, disc): the Ray loop's DDP wrapping (it also moves them to the
     device); without it the models are moved to `device` here. A resumed run keeps the data seed
     and the MLflow run id it started with."""
-    from texpress.codec.checkpoint import build_model
-    from texpress.codec.config import ModelConfig, get_preset
-    from texpress.codec.discriminator import ConditionalDiscriminator
-    from texpress.train.losses import CodecLoss, load_lpips
-    from texpress.train.steps import build_trainables
-
     if state is not None:
         model_cfg = ModelConfig.from_dict(state["model_config"])
     elif init is not None:

@@ -3,7 +3,7 @@
 - Ray: joins the cluster at RAY_ADDRESS when set (or the one this process already joined), else
   starts a local Ray with workers x cpus_per_worker CPUs (and shuts it down at the end).
 - TorchTrainer with ScalingConfig(workers, GPUs per worker), FailureConfig(max_failures) and
-  CheckpointConfig(num_to_keep); the loop is texpress.train.loop.train_loop_per_worker.
+  CheckpointConfig(num_to_keep); the loop is texpress.train.ray_worker.train_loop_per_worker.
 - Resume: Ray Train V2 has no Trainer.restore; a trainer re-created with the same storage path and
   run name picks up the stored run's latest checkpoint. The default run name is a hash of
   everything that determines the result (configs, data version, warm-start source), so running
@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,10 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+from rich.text import Text
+
+from texpress.codec.config import ModelConfig, preset_name
 from texpress.data.config import LoaderConfig
-from texpress.errors import InputError, TexpressError
+from texpress.data.loader import list_shards
+from texpress.data.manifest import dataset_version
+from texpress.data.storage import is_url, local_path, url_to_fs
+from texpress.errors import InputError, TexpressError, TrainingError
+from texpress.mlstore import ensure_experiment, resolve_tracking
 from texpress.train.config import TrainConfig
-from texpress.train.session import CURVES_FILE, METRICS_FILE, MODEL_FILE, write_run_record
+from texpress.train.identity import run_identity
+from texpress.train.losses import load_lpips
+from texpress.train.ray_worker import train_loop_per_worker
+from texpress.train.state import CURVES_FILE, METRICS_FILE, MODEL_FILE, read_init, write_run_record
+from texpress.train.step_loop import say
+from texpress.train.tracking import fail_active_runs, git_commit
 
 COMPLETE_MARKER = ".texpress-complete"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
@@ -43,10 +55,6 @@ QUIET_RAY_TRAIN = {  # propagated by Ray Train from the driver to its controller
     # the PreemptionWatcher actor's start-up warning ("constructor arguments in the object store")
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
 }
-
-
-class TrainingError(TexpressError):
-    """Training could not run or failed beyond what FailureConfig recovers from."""
 
 
 @dataclass
@@ -63,32 +71,15 @@ class TrainOutcome:
 
 
 def _is_url(path: str) -> bool:
-    from texpress.data.storage import is_url
-
     return is_url(path) and not str(path).startswith("file://")
 
 
 def _abs(path: str | os.PathLike) -> str:
-    from texpress.data.storage import local_path
-
     text = str(path)
     return text if _is_url(text) else str(Path(local_path(text)).resolve())
 
 
-def run_identity(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str, data_version: str,
-                 init_source: str | None) -> str:
-    """A short hash of what determines the trained model (not where it is stored or logged)."""
-    train = cfg.to_dict()
-    for k in ("storage_path", "experiment", "max_failures", "log_every", "keep_checkpoints", "init_from"):
-        train.pop(k)
-    blob = json.dumps({"train": train, "loader": loader_cfg.to_dict(), "shards": shards, "data": data_version,
-                       "init": init_source}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def _fs(storage: str):
-    from texpress.data.storage import url_to_fs
-
     return url_to_fs(storage)
 
 
@@ -162,13 +153,9 @@ def _failure_message(exc: BaseException) -> str:
 
 def _end_mlflow_run(uri: str, experiment_id: str, tags: dict[str, str], reason: str, status: str) -> None:
     """The stored run's MLflow run (rank 0 created it) ends `status` with the reason as a tag."""
-    from texpress.train.tracking import fail_active_runs
-
     try:
         fail_active_runs(uri, experiment_id, tags, reason, status)
     except Exception as exc:  # the training error is what the user must see, not a tracking one
-        from texpress.train.stepper import say
-
         say(f"warning: could not mark the MLflow run {status}: {str(exc).splitlines()[0] if str(exc) else exc}")
 
 
@@ -199,12 +186,6 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from texpress.data.loader import list_shards
-    from texpress.data.manifest import dataset_version
-    from texpress.train.loop import train_loop_per_worker
-    from texpress.train.losses import load_lpips
-    from texpress.train.session import read_init
-    from texpress.train.tracking import ensure_experiment, git_commit, resolve_tracking
 
     started = time.perf_counter()
     shards = _abs(shards)
@@ -230,11 +211,9 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     storage = _abs(storage_path or cfg.storage_path)
     if not _is_url(storage):
         Path(storage).mkdir(parents=True, exist_ok=True)
-    base = run_name or f"texpress-{run_identity(cfg, loader_cfg, shards, version, init_source)}"
+    base = run_name or f"texpress-{run_identity(cfg, loader_cfg, version, init_source, shards=shards)}"
     name = choose_run_name(storage, base, explicit=run_name is not None)
     commit = git_commit()
-    from texpress.codec.config import ModelConfig, preset_name
-
     preset = preset_name(ModelConfig.from_dict(init_payload["model_config"])) if init_payload else cfg.preset
     tags = {"data_version": version, "git_commit": commit or "unknown", "preset": preset,
             "ray_run_name": name, "ray_storage_path": storage}
@@ -301,3 +280,29 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     return TrainOutcome(out_dir=out_dir, model_path=files[MODEL_FILE], metrics=metrics, run_name=name,
                         storage_path=storage, mlflow_run_id=str(metrics.get("mlflow_run_id", "")), tracking_uri=uri,
                         seconds=time.perf_counter() - started, files=files)
+
+
+def summary_table(outcome: TrainOutcome) -> Table:
+    """The summary `texpress train` and the DVC stage print after a Ray training."""
+    m = outcome.metrics
+    table = Table(title="training", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("model", str(outcome.model_path)),
+        ("steps", f"{m.get('step')} on {m.get('world_size')} worker(s)"
+                  + (f", resumed at step {', '.join(map(str, m['resumed_from']))}" if m.get("resumed_from") else "")),
+    ]
+    if "val_bpp" in m:
+        rows.append(("validation", f"{m['val_bpp']:.4f} bpp (bitstream), {m['val_psnr']:.2f} dB PSNR, "
+                                   f"MS-SSIM {m['val_ms_ssim']:.4f} on {m.get('val_images')} image(s)"))
+    if "train_bpp" in m:
+        rows.append(("last batch", f"{m['train_bpp']:.4f} bpp, {m['train_psnr']:.2f} dB PSNR"))
+    rows += [
+        ("MLflow", f"run {outcome.mlflow_run_id} in {outcome.tracking_uri}"),
+        ("Ray run", f"{outcome.run_name} in {outcome.storage_path}"),
+        ("time", f"{outcome.seconds:.1f} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, Text(v))  # paths may hold [brackets]: plain text, not rich markup
+    return table
