@@ -90,6 +90,10 @@ def compress(
     endpoint_url: Optional[str] = ENDPOINT,
     max_pixels: int = MAX_PIXELS,
     max_file_bytes: int = MAX_BYTES,
+    effort: int = typer.Option(_D.effort, "--effort", help="Encode effort, 0 (the default) to 3: higher efforts "
+                               "refine each image's latents for fewer bits with the same decoder (docs/effort.md)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="The rate weight efforts above 0 refine against "
+                                        "[default: the model's own]."),
     report: Optional[Path] = REPORT,
     progress: bool = PROGRESS,
 ) -> None:
@@ -97,7 +101,7 @@ def compress(
     config = BulkConfig(workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                         batch_size=batch_size, shard_size=shard_size, dest_format=WEBDATASET if shards else FILES,
                         source_format=WEBDATASET if webdataset else FILES, endpoint_url=endpoint_url,
-                        max_pixels=max_pixels, max_file_bytes=max_file_bytes)
+                        max_pixels=max_pixels, max_file_bytes=max_file_bytes, effort=effort, lam=lam)
     _run("compress", sources, output, model, config, report, progress)
 
 

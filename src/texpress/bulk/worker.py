@@ -77,7 +77,8 @@ class CodecWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["key"])
         out = {k: list(v) for k, v in batch.items()}
-        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n, coded_at=[0.0] * n)
+        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n, coded_at=[0.0] * n,
+                   effort=[self.config.effort if self.mode == COMPRESS else 0] * n)
         for i in range(n):
             if out["status"][i] != TODO:
                 continue
@@ -100,7 +101,8 @@ class CodecWorker:
     def _code(self, data: bytes) -> tuple[bytes, int]:
         if self.mode == COMPRESS:
             image = self.codec.load(bytes(data))
-            return self.codec.encode(image), image.width * image.height
+            data = self.codec.encode(image, effort=self.config.effort, lam=self.config.lam)
+            return data, image.width * image.height
         image = self.codec.decompress(bytes(data))
         buf = io.BytesIO()
         image.save(buf, format="PNG")

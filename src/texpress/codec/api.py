@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texpress.codec import bitstream, entropy, tiling
+from texpress.codec import bitstream, entropy, refine, tiling
 from texpress.codec.checkpoint import fingerprint as model_fingerprint
-from texpress.codec.checkpoint import load_model
+from texpress.codec.checkpoint import load_model, read_checkpoint
 from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
 from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
 from texpress.codec.png import write_png
-from texpress.errors import BitstreamError, ModelMismatchError
+from texpress.errors import BitstreamError, CheckpointError, ModelMismatchError
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -50,15 +50,32 @@ def restore_mode(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.
 class Codec:
     """A loaded model ready to code images; cheap to call repeatedly."""
 
-    def __init__(self, model: TexpressModel, max_pixels: int | None = None):
+    def __init__(self, model: TexpressModel, max_pixels: int | None = None, meta: dict | None = None):
         self.model = model.eval()
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = default_max_pixels() if max_pixels is None else max_pixels
+        self.meta = meta  # the checkpoint's meta (its training objective), read when first needed
+        self.source: str | os.PathLike | None = None
         self._tables: tuple[entropy.Tables, entropy.Tables] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, max_pixels: int | None = None) -> "Codec":
-        return cls(load_model(path), max_pixels=max_pixels)
+        codec = cls(load_model(path), max_pixels=max_pixels)
+        codec.source = path
+        return codec
+
+    def objective(self, lam: float | None = None) -> refine.Objective:
+        """What encodes at effort > 0 minimise: the model's own rate-distortion trade-off, from its
+        checkpoint or the shipped manifest (codec.refine.objective_for); `lam` overrides lambda."""
+        if self.meta is None:
+            self.meta = read_checkpoint(self.source)["meta"] if self.source is not None else {}
+        from texpress.codec.shipped import by_fingerprint
+
+        try:
+            entry = by_fingerprint(self.fingerprint).info
+        except CheckpointError:
+            entry = {}
+        return refine.objective_for(self.meta, entry, lam)
 
     @property
     def device(self) -> torch.device:
@@ -83,13 +100,28 @@ class Codec:
     def _z_medians(self) -> torch.Tensor:
         return self.model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
 
+    def encode(self, image: LoadedImage, tile: int | None = None, effort: int = 0, lam: float | None = None,
+               on_step=None) -> bytes:
+        """A loaded image to .tpx bytes (format 2); large images are coded in tiles (codec.tiling).
+
+        effort > 0 refines the latents first (codec.refine): fewer bits for the same decoder, at the
+        cost of encode time; `lam` overrides the model's rate weight, on_step() is called per step."""
+        level = refine.check_effort(effort)
+        if level == 0:
+            return self._encode(image, tile)
+        objective = self.objective(refine.check_lambda(lam))
+        with refine.fixed_threads():
+            return self._encode(image, tile, refine.EFFORTS[level], objective, on_step)
+
     @torch.inference_mode()
-    def encode(self, image: LoadedImage, tile: int | None = None) -> bytes:
-        """A loaded image to .tpx bytes (format 2); large images are coded in tiles (codec.tiling)."""
+    def _encode(self, image: LoadedImage, tile: int | None, effort: refine.Effort | None = None,
+                objective: refine.Objective | None = None, on_step=None) -> bytes:
         model, (z_tables, y_tables) = self.model, self.tables
         grid = tiling.Grid.for_image(image.height, image.width, tile)
         y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
         z = tiling.hyper_latent(model.h_a, y, grid)
+        if effort is not None:
+            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step)
         medians = self._z_medians()
         z_symbols = torch.round(z - medians).int()
         z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
@@ -110,9 +142,10 @@ class Codec:
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""
         return bitstream.pack(header, y_strings, z_string, alpha, y_escapes, z_escapes)
 
-    def compress(self, source: ImageSource) -> bytes:
-        """Any image source to .tpx bytes."""
-        return self.encode(self.load(source))
+    def compress(self, source: ImageSource, effort: int = 0, lam: float | None = None) -> bytes:
+        """Any image source to .tpx bytes (effort: see encode)."""
+        level = refine.check_effort(effort)  # before the image is read
+        return self.encode(self.load(source), effort=level, lam=lam)
 
     def open(self, data: bytes) -> "Decoding":
         """Check a .tpx file fully (checksum, model, sizes, tile grid) before anything is allocated."""

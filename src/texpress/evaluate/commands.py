@@ -62,6 +62,8 @@ def run_command(
                                                 help="Also log the numbers and figures to this MLflow run."),
     mlflow_tracking_uri: Optional[str] = typer.Option(None, "--mlflow-tracking-uri", help="MLflow store "
                                                       "(default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)."),
+    effort: str = typer.Option("0", "--effort", help="Encode efforts of the models, comma-separated, e.g. 0,2: "
+                               "each effort above 0 is its own curve, LABEL-eN (docs/effort.md)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary tables."),
 ) -> None:
     """Evaluate checkpoints and classical codecs on IMAGES: per_image.csv, summary.json, R-D and crops figures."""
@@ -69,8 +71,10 @@ def run_command(
     from texpress.evaluate.run import run_eval
     from texpress.evaluate.runner import ModelSpec
 
+    from texpress.codec.refine import check_effort
     from texpress.params import load_params
 
+    efforts = list(dict.fromkeys(check_effort(e) for e in effort.split(",")))
     section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:
         section["baselines"] = parse_baselines(baselines)
@@ -88,7 +92,8 @@ def run_command(
             fig["bpp"] = figure_bpp
         section["figure"] = fig
     cfg = EvalConfig.from_dict(section)
-    outcome = run_eval([str(p) for p in images], [ModelSpec.parse(m) for m in model], cfg, output,
+    specs = [ModelSpec.parse(m).at_effort(e) for e in efforts for m in model]
+    outcome = run_eval([str(p) for p in images], specs, cfg, output,
                        mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, show=not quiet)
     if outcome.failures:
         raise typer.Exit(EXIT_FAILED_ITEMS)

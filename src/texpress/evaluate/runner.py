@@ -41,10 +41,16 @@ class Point:
 
 @dataclass
 class ModelSpec:
-    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve)."""
+    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve), coded at
+    an encode effort (codec.refine)."""
 
     label: str
     path: Path
+    effort: int = 0
+
+    def at_effort(self, effort: int) -> "ModelSpec":
+        """The same checkpoint at another effort, on its own curve (LABEL-eN) beside effort 0's."""
+        return ModelSpec(f"{self.label}-e{effort}" if effort else self.label, self.path, effort)
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
@@ -96,9 +102,13 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
     from texpress.codec.api import Codec
 
     names: dict[str, set[str]] = {}
+    loaded: dict[Path, Codec] = {}
     for spec in models:
-        codec = Codec.from_checkpoint(spec.path)
-        curve = curves.setdefault(spec.label, Curve(spec.label, spec.label, "model", {"checkpoints": []}))
+        codec = loaded.get(spec.path) or loaded.setdefault(spec.path, Codec.from_checkpoint(spec.path))
+        if spec.effort:
+            codec.objective()  # a model with no rate weight to refine against stops here, before any work
+        curve = curves.setdefault(spec.label, Curve(spec.label, spec.label, "model",
+                                                    {"checkpoints": [], "effort": spec.effort}))
         point = spec.path.stem
         used = names.setdefault(spec.label, set())
         if point in used:
@@ -110,7 +120,8 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
         def decode(data: bytes, codec=codec) -> np.ndarray:
             return np.asarray(codec.decompress(data).convert("RGB"))
 
-        points.append(Point(spec.label, "model", point, None, lambda rgb, codec=codec: codec.compress(rgb), decode))
+        points.append(Point(spec.label, "model", point, None,
+                            lambda rgb, codec=codec, e=spec.effort: codec.compress(rgb, effort=e), decode))
     return points, curves
 
 
