@@ -160,7 +160,7 @@ def figure(summary: dict, classical: dict, path: Path) -> None:
     for name, c in classical.items():
         ax.axvline(c["encode_s_per_mpx"], color="grey", lw=0.8, ls=":")
         ax.annotate(name, (c["encode_s_per_mpx"], 1), rotation=90, fontsize=7, color="grey", va="bottom")
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xscale("log")
     ax.set_xlabel("encode seconds per megapixel (2-core CPU, one thread)")
     ax.set_ylabel("bits saved at equal quality vs effort 0 (%)")
     ax.set_title(f"Encode effort on the {summary['curve']} curve ({summary['images']} val photos)", fontsize=10)
@@ -169,6 +169,113 @@ def figure(summary: dict, classical: dict, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+MEMORY_CHILD = r"""
+import json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np
+from PIL import Image
+from texpress.codec import refine
+from texpress.codec.api import Codec
+from texpress.codec.shipped import by_name
+from texpress.samples import sample_photos
+name, width, height, level, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+codec = Codec.from_checkpoint(by_name(name).path)
+photo = np.asarray(Image.open(next(p for p in sample_photos() if p.name == "motorcycle_left.png")).convert("RGB"))
+reps = (-(-height // photo.shape[0]), -(-width // photo.shape[1]), 1)
+image = codec.load(np.ascontiguousarray(np.tile(photo, reps)[:height, :width]))
+effort = refine.EFFORTS[level]
+effort = refine.Effort(level, steps, effort.lr, effort.surrogate, effort.schedule, effort.lr_end_frac) if level else None
+t0 = time.perf_counter()
+with refine.fixed_threads():
+    data = codec._encode(image, None, effort, codec.objective() if level else None)
+print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": len(data),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def memory(model: str, sizes: list[tuple[int, int]], steps: int) -> list[dict]:
+    """Peak RSS of one encode in a child process at effort 0 and at the top effort cut to `steps` Adam
+    steps per piece (every level keeps the same activations per step: the piece size bounds them)."""
+    import subprocess
+    import sys
+
+    out = []
+    for width, height in sizes:
+        for level in (0, refine.TOP_EFFORT):
+            proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, model, str(width), str(height), str(level),
+                                   str(steps)], capture_output=True, text=True, check=True)
+            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            out.append({"width": width, "height": height, "megapixels": round(width * height / 1e6, 2),
+                        "effort": level, "steps_per_piece": steps if level else 0, **rec})
+            print(f"  memory {width}x{height} effort {level}: {rec['peak_rss_mb']:.0f} MB "
+                  f"({rec['seconds']:.1f} s)", flush=True)
+    return out
+
+
+def compare(model: str, images: list[np.ndarray], configs: dict[str, dict]) -> dict:
+    """Surrogates and schedules side by side on one model: mean bpp, PSNR and the real R-D loss
+    (lambda * bpp from the bytes + k_m * MSE of the decoded image) and encode seconds per image."""
+    from texpress.codec.shipped import by_name
+
+    codec = Codec.from_checkpoint(by_name(model).path)
+    objective = codec.objective()
+    out = {}
+    for name, cfg in configs.items():
+        rows, t0 = [], time.perf_counter()
+        for rgb in images:
+            effort = refine.Effort(9, **cfg) if cfg.get("iterations") else None
+            with refine.fixed_threads():
+                data = codec._encode(codec.load(rgb), None, effort, objective)
+            rec = np.asarray(codec.decompress(data).convert("RGB"))
+            bpp = metrics.bpp(len(data), rgb.shape[1], rgb.shape[0])
+            mse = float(np.mean((rec.astype(np.float64) - rgb) ** 2))
+            rows.append((bpp, metrics.psnr(rgb, rec), objective.lam * bpp + objective.k_m * mse))
+        b, q, loss = (float(v) for v in np.mean(rows, axis=0))
+        out[name] = {**cfg, "bpp": round(b, 4), "psnr": round(q, 3), "loss": round(loss, 4),
+                     "s_per_image": round((time.perf_counter() - t0) / len(images), 2)}
+        print(f"  {name:24s} {b:.4f} bpp {q:.3f} dB loss {loss:.4f} {out[name]['s_per_image']:.1f} s/image", flush=True)
+    return out
+
+
+COMPARE = {
+    "effort 0": {},
+    "mixed 30, lr 5e-3 const": {"iterations": 30, "lr": 5e-3, "schedule": "constant"},
+    "mixed 30, lr 2e-2 cos": {"iterations": 30, "lr": 2e-2},
+    "mixed 30, lr 8e-2 cos": {"iterations": 30, "lr": 8e-2},
+    "mixed 30, lr 0.16 cos": {"iterations": 30, "lr": 0.16},
+    "sga 30, lr 2e-2 cos": {"iterations": 30, "lr": 2e-2, "surrogate": "sga"},
+    "mixed 60, lr 4e-2 const": {"iterations": 60, "lr": 4e-2, "schedule": "constant"},
+    "mixed 60, lr 8e-2 cos": {"iterations": 60, "lr": 8e-2},
+    "sga 60, lr 8e-2 cos": {"iterations": 60, "lr": 8e-2, "surrogate": "sga"},
+}
+
+
+def texture(model: str, images: list[np.ndarray], level: int) -> dict:
+    """What refinement does to an adversarial model's texture: effort 0, `level` with the R-D
+    objective, and `level` against the rate alone (texpress.evaluate.texture scores)."""
+    from texpress.codec.shipped import by_name
+    from texpress.evaluate.texture import TextureReference
+
+    codec = Codec.from_checkpoint(by_name(model).path)
+    rd = codec.objective()
+    runs = {"effort 0": None, f"effort {level}, R-D": rd,
+            f"effort {level}, rate only": refine.Objective(rd.lam, rd.k_m, rate_only=True)}
+    out = {}
+    for name, objective in runs.items():
+        rows = []
+        for rgb in images:
+            with refine.fixed_threads():
+                data = codec._encode(codec.load(rgb), None, refine.EFFORTS[level] if objective else None, objective)
+            rec = np.asarray(codec.decompress(data).convert("RGB"))
+            tex = TextureReference.of(rgb).scores(rec)
+            rows.append((metrics.bpp(len(data), rgb.shape[1], rgb.shape[0]), metrics.psnr(rgb, rec),
+                         tex["texture-distance"], tex["hf-ratio"], tex["checkerboard"]))
+        out[name] = dict(zip(("bpp", "psnr", "texture_distance", "hf_ratio", "checkerboard"),
+                             (round(float(v), 4) for v in np.mean(rows, axis=0))))
+        print(f"  {name:24s} {out[name]}", flush=True)
+    return out
 
 
 def main() -> None:
@@ -180,7 +287,59 @@ def main() -> None:
     p.add_argument("--efforts", default=",".join(str(e.level) for e in refine.EFFORTS))
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--figure", type=Path, default=None)
+    p.add_argument("--memory", default=None, help="instead: peak RSS of encodes of these sizes, e.g. "
+                   "2048x2048,4096x4096 (a tiled sample photo), at effort 0 and at the top effort")
+    p.add_argument("--memory-steps", type=int, default=2, help="Adam steps per piece in --memory runs")
+    p.add_argument("--replot", nargs="+", type=Path, default=None, help="instead: the table, JSON and figure from "
+                   "the rows of earlier runs' JSON files (for each model, effort and image the first file wins)")
+    p.add_argument("--compare", action="store_true", help="instead: surrogates and schedules side by side on the "
+                   "first model (COMPARE)")
+    p.add_argument("--texture", default=None, help="instead: texture scores of this (adversarial) model at "
+                   "effort 0 and at the first effort above 0, R-D and rate-only")
     args = p.parse_args()
+    if args.compare or args.texture:
+        sources = [args.images] if args.images else [str(x) for x in sample_photos()]
+        items = list_images(sources)[0][:: args.every][: args.max_images]
+        images = [np.ascontiguousarray(item.read()) for item in items]
+        if args.compare:
+            result = {"model": curve_models(args.models)[0].name, "images": [i.name for i in items],
+                      "runs": compare(curve_models(args.models)[0].name, images, COMPARE)}
+            path = RESULTS.with_name("effort_compare.json")
+        else:
+            level = [e for e in (refine.check_effort(v) for v in args.efforts.split(",")) if e][0]
+            result = {"model": args.texture, "images": [i.name for i in items], "effort": level,
+                      "runs": texture(args.texture, images, level)}
+            path = RESULTS.with_name("effort_texture.json")
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+        return
+    if args.replot:
+        runs = [json.loads(f.read_text()) for f in args.replot]
+        rows: dict = {}
+        for run_ in runs:
+            for r in run_["rows"]:
+                rows.setdefault((r["model"], r["effort"], r["image"]), r)
+        shipped = shipped_models()
+        models = [shipped[n] for n in runs[0]["models"]]
+        efforts = sorted({r["effort"] for r in rows.values()})
+        summary = {**{k: runs[0][k] for k in ("images", "image_names", "curve", "models")},
+                   **summarise(list(rows.values()), models, efforts), "classical": runs[0]["classical"],
+                   "levels": [vars(e) for e in refine.EFFORTS], "refine_threads": refine.REFINE_THREADS,
+                   "from": [str(f) for f in args.replot], "rows": list(rows.values())}
+        print_table(summary, models, summary["classical"])
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        if args.figure:
+            figure(summary, summary["classical"], args.figure)
+        print(f"wrote {args.json}" + (f" and {args.figure}" if args.figure else ""))
+        return
+    if args.memory:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory.split(",")]
+        model = (args.models or default_model().name).split(",")[0]
+        result = {"model": model, "refine_tile": refine.REFINE_TILE, "runs": memory(model, sizes, args.memory_steps)}
+        path = args.json if args.json != RESULTS else RESULTS.with_name("effort_memory.json")
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+        return
 
     sources = [args.images] if args.images else [str(x) for x in sample_photos()]
     items, _ = list_images(sources)

@@ -41,7 +41,9 @@ SEED = 0x7E5
 
 @dataclass(frozen=True)
 class Effort:
-    """One effort level: how many Adam steps and how they are taken."""
+    """One effort level: how many Adam steps and how they are taken. The levels use the surrogate and
+    schedule that did best per second in the comparison of docs/effort.md (mixed, cosine, a large
+    learning rate); `sga` and `constant` are kept to rerun it (benchmarks/effort.py --compare)."""
 
     level: int
     iterations: int
@@ -49,14 +51,13 @@ class Effort:
     surrogate: str = "mixed"  # "mixed" or "sga"
     schedule: str = "cosine"  # "constant" or "cosine" (decays the learning rate to lr_end_frac * lr)
     lr_end_frac: float = 0.1
-    patience: int = 0  # stop once the smoothed loss has not fallen for this many steps (0 = never)
 
 
 EFFORTS: tuple[Effort, ...] = (
     Effort(0, 0),
-    Effort(1, 30, lr=1e-2),
-    Effort(2, 100, lr=1e-2),
-    Effort(3, 300, lr=1e-2),
+    Effort(1, 20, lr=0.16),
+    Effort(2, 50, lr=0.12),
+    Effort(3, 150, lr=0.08),
 )
 TOP_EFFORT = EFFORTS[-1].level
 
@@ -254,62 +255,61 @@ def refine_piece(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torc
     medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam([y_var, z_var], lr=effort.lr)
-    losses: list[float] = []
-    best, since_best, smooth = math.inf, 0, None
-    for step in range(effort.iterations):
-        for group in opt.param_groups:
-            group["lr"] = _lr(effort, step)
-        z_hat = _ste_round(z_var - medians) + medians
-        z_rate = z_var + _uniform(gen, z_var)
+
+    def loss_of(y_p: torch.Tensor, z_p: torch.Tensor, step: int, hard: bool = False) -> torch.Tensor:
+        """The surrogate loss at `step`, or (hard) the loss of what the bitstream would code."""
+        z_hat = (torch.round(z_p - medians) if hard else _ste_round(z_p - medians)) + medians
+        z_rate = z_hat if hard else z_p + _uniform(gen, z_p)
         z_full = z_ctx.clone()
         z_full[z_in] = z_hat
         scales, means = _hyper_params(model, z_full)
         scales, means = scales[p_sl], means[p_sl]
-        if effort.surrogate == "sga":
-            y_soft = _sga_round(y_var - means, _tau(effort, step), gen) + means
-            y_rate, y_dec = y_soft, y_soft
-            z_rate = _sga_round(z_var - medians, _tau(effort, step), gen) + medians
+        if hard:
+            y_rate = y_dec = torch.round(y_p - means) + means
+        elif effort.surrogate == "sga":
+            y_rate = y_dec = _sga_round(y_p - means, _tau(effort, step), gen) + means
+            z_rate = _sga_round(z_p - medians, _tau(effort, step), gen) + medians
         else:
-            y_rate = y_var + _uniform(gen, y_var)
-            y_dec = _ste_round(y_var - means) + means
-        bits = _y_bits(model, y_rate, scales, means) + _z_bits(model, z_rate)
-        loss = objective.lam * bits / pixels
+            y_rate = y_p + _uniform(gen, y_p)
+            y_dec = _ste_round(y_p - means) + means
+        loss = objective.lam * (_y_bits(model, y_rate, scales, means) + _z_bits(model, z_rate)) / pixels
         if not objective.rate_only:
             y_full = y_ctx.clone()
             y_full[y_in] = y_dec
             x_hat = model.generator(y_full)[out_sl]
-            mse = torch.mean((x_hat.clamp(0, 1) * 255.0 - target) ** 2)
-            loss = loss + objective.k_m * mse
+            loss = loss + objective.k_m * torch.mean((x_hat.clamp(0, 1) * 255.0 - target) ** 2)
+        return loss
+
+    with torch.no_grad():
+        start = float(loss_of(y_var, z_var, 0, hard=True))
+    losses: list[float] = []
+    for step in range(effort.iterations):
+        for group in opt.param_groups:
+            group["lr"] = _lr(effort, step)
+        loss = loss_of(y_var, z_var, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        value = float(loss.detach())
-        losses.append(value)
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step()
-        if effort.patience:
-            smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
-            if smooth < best * (1 - 1e-4):
-                best, since_best = smooth, 0
-            else:
-                since_best += 1
-                if since_best >= effort.patience:
-                    break
     with torch.no_grad():
-        y[:, :, yb[0]:yb[1], yb[2]:yb[3]] = y_var.detach()
-        z[:, :, zb[0]:zb[1], zb[2]:zb[3]] = z_var.detach()
+        end = float(loss_of(y_var, z_var, effort.iterations, hard=True))
+    if end < start:  # a search that made the coded piece worse (a step too long) keeps the encoder's latents
+        with torch.inference_mode():  # y and z are the encoder's inference tensors, written in place
+            y[:, :, yb[0]:yb[1], yb[2]:yb[3]] = y_var.detach()
+            z[:, :, zb[0]:zb[1], zb[2]:zb[3]] = z_var.detach()
     return losses
 
 
 def refine(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torch.Tensor, effort: Effort,
            objective: Objective, on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refined copies of the whole image's y and z (the encoder's, from codec.tiling)."""
+    """Refine the whole image's y and z (the encoder's, from codec.tiling) in place, piece by piece:
+    no second copy of them, so a 100-megapixel image needs one piece's activations more than at
+    effort 0."""
+    halo = tiling.generator_halo(model.config)
     with torch.inference_mode(False), torch.enable_grad(), _frozen(model):
-        y, z = y.detach().clone(), z.detach().clone()
-        if effort.iterations == 0:
-            return y, z
-        halo = tiling.generator_halo(model.config)
-        for i, piece in enumerate(pieces(tuple(y.shape[-2:]), halo)):
+        for i, piece in enumerate(pieces(tuple(y.shape[-2:]), halo) if effort.iterations else []):
             refine_piece(model, rgb, y, z, piece, effort, objective, SEED + i, on_step)
     return y, z
 
