@@ -47,12 +47,14 @@ def load_codec(checkpoint: bytes, suffix: str, max_pixels: int, device: str = "c
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation noise from compressai
         from texpress.codec.api import Codec
+        from texpress.codec.checkpoint import read_checkpoint
 
     fd, path = tempfile.mkstemp(suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(checkpoint)
         codec = Codec.from_checkpoint(path, max_pixels=max_pixels)
+        codec.meta = read_checkpoint(path)["meta"]  # its objective, for encode efforts, before the file goes
     finally:
         os.unlink(path)
     if device != "cpu":
