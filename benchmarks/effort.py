@@ -186,7 +186,7 @@ photo = np.asarray(Image.open(next(p for p in sample_photos() if p.name == "moto
 reps = (-(-height // photo.shape[0]), -(-width // photo.shape[1]), 1)
 image = codec.load(np.ascontiguousarray(np.tile(photo, reps)[:height, :width]))
 effort = refine.EFFORTS[level]
-effort = refine.Effort(level, steps, effort.lr, effort.surrogate, effort.schedule, effort.lr_end_frac) if level else None
+effort = refine.Effort(level, steps, effort.lr, effort.surrogate, effort.schedule) if level else None
 t0 = time.perf_counter()
 with refine.fixed_threads():
     data = codec._encode(image, None, effort, codec.objective() if level else None)

@@ -38,8 +38,8 @@ class BulkParams(BaseModel):
         from texpress.bulk.config import BulkConfig
         from texpress.params import load_params
 
-        changes = {k: v for k, v in self.model_dump(include={"workers", "gpus_per_worker", "batch_size", "dest_format",
-                                                               "endpoint_url", "effort", "lam"}).items() if v is not None}
+        fields = {"workers", "gpus_per_worker", "batch_size", "dest_format", "endpoint_url", "effort", "lam"}
+        changes = {k: v for k, v in self.model_dump(include=fields).items() if v is not None}
         return BulkConfig.from_dict(load_params(repo / "params.yaml", "bulk")).replace(**changes)
 
 

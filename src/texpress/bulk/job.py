@@ -120,9 +120,10 @@ def detect_source_format(sources: list[str], config: BulkConfig) -> BulkConfig:
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
+    effort = {"effort": int(row["effort"])} if row["status"] == mf.DONE and row.get("effort") else {}
     return {k: (row.get(k) if row.get(k) is not None else "") for k in mf.FIELDS} | {
-        "size_in": int(row["size_in"]), "size_out": int(row.get("size_out") or 0), "pixels": int(row.get("pixels") or 0)} | (
-        {"effort": int(row["effort"])} if row["status"] == mf.DONE and row.get("effort") else {})
+        "size_in": int(row["size_in"]), "size_out": int(row.get("size_out") or 0),
+        "pixels": int(row.get("pixels") or 0)} | effort
 
 
 def _rows(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -318,5 +318,5 @@ def steps_for(effort: Effort, height: int, width: int) -> int:
     """Adam steps an image of this size takes at `effort` (for progress bars)."""
     if effort.iterations == 0:
         return 0
-    yh, yw = -(-height // PAD_MULTIPLE) * PAD_MULTIPLE // DOWNSCALE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE // DOWNSCALE
+    yh, yw = (-(-size // PAD_MULTIPLE) * PAD_MULTIPLE // DOWNSCALE for size in (height, width))
     return effort.iterations * len(pieces((yh, yw), 0))
