@@ -28,14 +28,20 @@ class BulkParams(BaseModel):
     dest_format: Literal["files", "webdataset"] | None = Field(
         None, description="Compress: one .tpx per image, or shards.")
     endpoint_url: EndpointUrl | None = Field(None, description="S3-compatible endpoint for s3:// paths.")
+    effort: int | None = Field(None, ge=0, le=3, description="Compress: encode effort, 0 (fastest) to 3 (slowest, "
+                               "fewest bits); the decoder is the same (docs/effort.md).")
+    lam: float | None = Field(None, gt=0, description="Compress: the rate weight efforts above 0 refine against "
+                              "(default: the model's own).")
+    quality: float | None = Field(None, ge=0, le=100, description="Compress: a variable-rate model's quality, 0 "
+                                  "(fewest bits) to 100 (default: the model's, 50).")
 
     def config(self, repo):
         """texpress.bulk.config.BulkConfig: params.yaml's `bulk:` section with this run's overrides."""
         from texpress.bulk.config import BulkConfig
         from texpress.params import load_params
 
-        changes = {k: v for k, v in self.model_dump(include={"workers", "gpus_per_worker", "batch_size",
-                                                               "dest_format", "endpoint_url"}).items() if v is not None}
+        fields = {"workers", "gpus_per_worker", "batch_size", "dest_format", "endpoint_url", "effort", "lam", "quality"}
+        changes = {k: v for k, v in self.model_dump(include=fields).items() if v is not None}
         return BulkConfig.from_dict(load_params(repo / "params.yaml", "bulk")).replace(**changes)
 
 

@@ -92,6 +92,16 @@ BULK["compress --shards: takes no value"] = (["bulk", "compress", "a.png", "-o",
                                               "--shards=1"], "does not take a value")
 BULK["compress --shard-size"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt", "--shard-size", "0"],
                                  "'--shard-size'")
+BULK["compress --effort: above the top"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
+                                            "--effort", "4"], "effort must be a whole number from 0 to 3, got '4'")
+BULK["compress --effort: negative"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt", "--effort", "-1"],
+                                       "effort must be a whole number from 0 to 3, got '-1'")
+BULK["compress --effort: not a number"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
+                                            "--effort", "max"], "'--effort'")
+BULK["compress --lambda: not positive"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
+                                            "--effort", "1", "--lambda", "0"], "lambda must be a positive number")
+BULK["compress --effort: a model with no lambda"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
+                                                      "--effort", "1"], "pass --lambda")
 BULK.update({
     "verify DEST: not a bulk destination": (["bulk", "verify", "nope", "-m", "lite.ckpt"], "not a bulk destination"),
     "verify --model: no such file": (["bulk", "verify", "out", "-m", "missing.ckpt"], "no such checkpoint"),

@@ -121,3 +121,30 @@ def test_webdataset_shards_in_and_out(local_ray, lite_ckpt, codec, tmp_path):
     assert back.done == 7
     assert {k for k in tree(restored) if k.endswith(".png")} == {
         f"train-00000{int(i >= 4)}.tar/s{i:03d}.png" for i in range(7)}
+
+
+def test_compress_at_an_effort_records_it_and_refuses_another_effort_into_the_same_dest(local_ray, tmp_path):
+    """Encode effort through Ray: the bytes of the plain codec at that effort, `effort` in the manifest,
+    the report and bulk.json; a re-run at another effort into the same destination is refused."""
+    import pytest
+
+    from texpress.codec.api import Codec
+    from texpress.codec.shipped import by_name
+    from texpress.errors import ConfigError
+
+    shipped = by_name("lite-q1")
+    if shipped is None:
+        pytest.skip("no shipped models in this checkout")
+    photos = make_store(tmp_path / "store", 2, bad=False)
+    dest = tmp_path / "coded"
+    cfg = BulkConfig(workers=1, max_pixels=MAX_PIXELS, effort=1)
+    report = run_bulk("compress", [str(tmp_path / "store")], str(dest), shipped.path, cfg)
+    assert (report.done, report.effort) == (2, 1)
+    codec = Codec.from_checkpoint(shipped.path)
+    for key, data in photos.items():
+        assert (dest / f"{key}.tpx").read_bytes() == codec.compress(data, effort=1), key
+    records = [json.loads(line) for line in (dest / "manifest.jsonl").read_text().splitlines()]
+    assert {r["effort"] for r in records if r["status"] == "done"} == {1}
+    assert json.loads((dest / "bulk.json").read_text())["effort"] == 1
+    with pytest.raises(ConfigError, match="effort 1, not 0"):
+        run_bulk("compress", [str(tmp_path / "store")], str(dest), shipped.path, cfg.replace(effort=0))

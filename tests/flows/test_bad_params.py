@@ -62,6 +62,8 @@ BAD = {
         "batch_size": [0, "big"],
         "dest_format": ["tar", 1],
         "endpoint_url": ["s3.example.com"],
+        "effort": [-1, 4, "max"],
+        "lam": [0, -0.5, "high"],
     },
     "nightly": {
         "ingest": [{"sources": []}, "samples"],

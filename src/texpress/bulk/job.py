@@ -29,8 +29,10 @@ from texpress.bulk.sources import COMPRESS, DECOMPRESS, END, SKIP, Unit, plan, r
 from texpress.bulk.store import Store
 from texpress.bulk.worker import CodecWorker
 from texpress.codec.checkpoint import read_checkpoint
+from texpress.codec.refine import objective_for
+from texpress.codec.shipped import by_fingerprint
 from texpress.data import storage
-from texpress.errors import ConfigError
+from texpress.errors import ConfigError, TexpressError
 from texpress.registry.refs import resolve_checkpoint
 
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
@@ -77,11 +79,21 @@ def _check_settings(store: Store, settings: dict[str, Any]) -> None:
             before = json.loads(store.get(mf.SETTINGS))
         except ValueError:
             before = {}
-        for name in ("mode", "model", "dest_format", "shard_size"):
-            if before.get(name) != settings[name]:
+        for name in ("mode", "model", "dest_format", "shard_size", "effort", "quality"):
+            if before.get(name, 0 if name == "effort" else None) != settings[name]:
                 raise ConfigError(f"{store.root} holds a bulk job with {name} {before.get(name)!r}, not "
                                   f"{settings[name]!r}; use another destination")
     store.put(mf.SETTINGS, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _check_objective(checkpoint: Path) -> None:
+    """Efforts above 0 need the model's rate weight: a model without one stops the job before it starts."""
+    payload = read_checkpoint(checkpoint)
+    try:
+        entry = by_fingerprint(payload["fingerprint"]).info
+    except TexpressError:
+        entry = {}
+    objective_for(payload["meta"], entry)
 
 
 def _check_apart(sources: list[str], store: Store) -> None:
@@ -108,8 +120,10 @@ def detect_source_format(sources: list[str], config: BulkConfig) -> BulkConfig:
 
 
 def _record(row: dict[str, Any]) -> dict[str, Any]:
+    effort = {"effort": int(row["effort"])} if row["status"] == mf.DONE and row.get("effort") else {}
     return {k: (row.get(k) if row.get(k) is not None else "") for k in mf.FIELDS} | {
-        "size_in": int(row["size_in"]), "size_out": int(row.get("size_out") or 0), "pixels": int(row.get("pixels") or 0)}
+        "size_in": int(row["size_in"]), "size_out": int(row.get("size_out") or 0),
+        "pixels": int(row.get("pixels") or 0)} | effort
 
 
 def _rows(batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -154,15 +168,22 @@ def run_bulk(mode: str, sources: list[str], dest: str, model: str | Path | None,
     if mode == DECOMPRESS:
         config = detect_source_format(sources, config).replace(dest_format=FILES)
     checkpoint = resolve_checkpoint(model)  # once, here: the workers get the file
+    if mode == COMPRESS and config.effort and config.lam is None:
+        _check_objective(checkpoint)
+    if mode == COMPRESS and config.quality is not None and not read_checkpoint(checkpoint)["config"].get("rate_lambdas"):
+        raise ConfigError("--quality needs a variable-rate model (texpress models list); this one has a single rate")
     store = Store(dest, config.endpoint_url)
     if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
         raise ConfigError(f"{dest}: exists and is not a folder")
     _check_apart(sources, store)
     store.make_root()
     settings = {"mode": mode, "model": read_checkpoint(checkpoint)["fingerprint"], "dest_format": config.dest_format,
-                "shard_size": config.shard_size, "sources": list(sources)}
+                "shard_size": config.shard_size, "sources": list(sources),
+                "effort": config.effort if mode == COMPRESS else 0,
+                "quality": config.quality if mode == COMPRESS else None}
     _check_settings(store, settings)
-    report = BulkReport(mode=mode, sources=list(sources), dest=dest, model=settings["model"], workers=config.workers)
+    report = BulkReport(mode=mode, sources=list(sources), dest=dest, model=settings["model"], workers=config.workers,
+                        effort=settings["effort"])
     start = time.perf_counter()
     records = mf.load(store)
     done = {k: (r["status"], r["sha256"]) for k, r in records.items()}

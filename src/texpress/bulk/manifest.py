@@ -6,7 +6,8 @@
 
 A record: key (the input's path relative to its SOURCE, archive members under the archive's
 name), source (where it was read), sha256 and size_in of the input bytes, output (key of the output
-object, or the shard holding it), size_out, pixels, status ("done" or "failed"), reason and detail.
+object, or the shard holding it), size_out, pixels, status ("done" or "failed"), reason and detail;
+and effort, for inputs compressed at an encode effort above 0.
 Parts are written only after the outputs they list are complete; the last record of a key wins.
 """
 

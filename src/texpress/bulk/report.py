@@ -24,6 +24,7 @@ class BulkReport:
     dest: str
     model: str
     workers: int
+    effort: int = 0  # the encode effort of compress (codec.refine)
     inputs: int = 0
     done: int = 0
     failed: int = 0
@@ -72,7 +73,8 @@ class BulkReport:
         rows = [("inputs", f"{self.inputs:,}"), ("done", f"{self.done:,}"), ("failed", f"{self.failed:,}"),
                 ("coded this run", f"{self.coded:,}"), ("skipped (already done)", f"{self.skipped:,}"),
                 ("bytes in", f"{self.bytes_in:,}"), ("bytes out", f"{self.bytes_out:,}"),
-                ("mean bpp", f"{self.mean_bpp:.4f}"), ("wall time", f"{self.wall_s:.2f} s"),
+                ("mean bpp", f"{self.mean_bpp:.4f}"), *([("effort", f"{self.effort}")] if self.effort else []),
+                ("wall time", f"{self.wall_s:.2f} s"),
                 ("throughput", f"{self.images_per_s:.2f} images/s, {self.mb_per_s:.2f} MB/s")]
         for reason, n in self.errors_by_reason.items():
             rows.append((f"errors: {reason}", f"{n:,}"))

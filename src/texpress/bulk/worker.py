@@ -22,6 +22,7 @@ from texpress.bulk.config import FILES, BulkConfig
 from texpress.bulk.sources import COMPRESS, TODO
 from texpress.bulk.store import Store
 from texpress.codec.api import Codec
+from texpress.codec.checkpoint import read_checkpoint
 from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.data.validate import classify
 from texpress.errors import BitstreamError, ModelMismatchError, TexpressError
@@ -53,6 +54,7 @@ def load_codec(checkpoint: bytes, suffix: str, max_pixels: int, device: str = "c
         with os.fdopen(fd, "wb") as f:
             f.write(checkpoint)
         codec = Codec.from_checkpoint(path, max_pixels=max_pixels)
+        codec.meta = read_checkpoint(path)["meta"]  # its objective, for encode efforts, before the file goes
     finally:
         os.unlink(path)
     if device != "cpu":
@@ -76,7 +78,8 @@ class CodecWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["key"])
         out = {k: list(v) for k, v in batch.items()}
-        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n, coded_at=[0.0] * n)
+        out.update(output=[""] * n, size_out=[0] * n, pixels=[0] * n, coded_at=[0.0] * n,
+                   effort=[self.config.effort if self.mode == COMPRESS else 0] * n)
         for i in range(n):
             if out["status"][i] != TODO:
                 continue
@@ -99,7 +102,8 @@ class CodecWorker:
     def _code(self, data: bytes) -> tuple[bytes, int]:
         if self.mode == COMPRESS:
             image = self.codec.load(bytes(data))
-            return self.codec.encode(image), image.width * image.height
+            data = self.codec.encode(image, effort=self.config.effort, lam=self.config.lam, quality=self.config.quality)
+            return data, image.width * image.height
         image = self.codec.decompress(bytes(data))
         buf = io.BytesIO()
         image.save(buf, format="PNG")

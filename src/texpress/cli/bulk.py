@@ -98,6 +98,13 @@ def compress(
     endpoint_url: Optional[str] = ENDPOINT,
     max_pixels: int = MAX_PIXELS,
     max_file_bytes: int = MAX_BYTES,
+    effort: int = typer.Option(_D.effort, "--effort", help="Encode effort, 0 (the default) to 3: higher efforts "
+                               "refine each image's latents for fewer bits with the same decoder (docs/effort.md)."),
+    lam: Optional[float] = typer.Option(None, "--lambda", help="The rate weight efforts above 0 refine against "
+                                        "[default: the model's own]."),
+    quality: Optional[float] = typer.Option(None, "--quality", "-q", help="A variable-rate model's quality, 0 "
+                                            "(fewest bits) to 100 [default: the model's, 50]; single-rate models "
+                                            "refuse it."),
     report: Optional[Path] = REPORT,
     progress: bool = PROGRESS,
 ) -> None:

@@ -21,6 +21,7 @@ from texpress.codec.config import PRESETS, get_preset
 from texpress.codec.files import expand
 from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.codec.model import DOWNSCALE, TexpressModel
+from texpress.codec.refine import EFFORTS, check_effort, check_lambda, steps_for
 from texpress.codec.shipped import by_fingerprint, default_model, models_dir, shipped_models
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error, warn
 from texpress.errors import TexpressError
@@ -35,6 +36,13 @@ MODEL_OPTION = typer.Option(None, "--model", "-m", help="Checkpoint file (.ckpt 
                             "lite for compress; for decompress, the shipped model that made each file].")
 OUT_OPTION = typer.Option(..., "--output", "-o", help="Output folder (created if missing).")
 FORCE_OPTION = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
+EFFORT_OPTION = typer.Option(0, "--effort", help="Encode effort: 0 (fastest, the default) to 3; higher "
+                             "efforts refine each image's latents for fewer bits with the same decoder "
+                             "(docs/effort.md).")
+QUALITY_OPTION = typer.Option(None, "--quality", "-q", help="A variable-rate model's quality, 0 (fewest bits) to "
+                              "100 [default: the model's, 50]; single-rate models refuse it.")
+LAMBDA_OPTION = typer.Option(None, "--lambda", help="The rate weight efforts above 0 refine against "
+                             "[default: the one the model was trained with].")
 MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", min=1, help="Refuse images above this many pixels "
                                  "[default: $TEXPRESS_MAX_PIXELS or 100,000,000].")
 
@@ -49,13 +57,14 @@ class BatchSummary:
     pixels: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # extra rows of the summary table
 
     def table(self, title: str) -> Table:
         t = Table(title=title, show_header=False, title_justify="left")
         bpp = 8.0 * (self.bytes_out if title == "compress" else self.bytes_in) / self.pixels if self.pixels else 0.0
         rows = [("images", f"{self.images}"), ("failed", f"{self.failed}"), ("bytes in", f"{self.bytes_in:,}"),
                 ("bytes out", f"{self.bytes_out:,}"), ("mean bpp", f"{bpp:.4f}"), ("time", f"{self.seconds:.2f} s")]
-        for k, v in rows:
+        for k, v in rows + self.notes:
             t.add_row(k, v)
         return t
 
@@ -65,11 +74,33 @@ def _progress() -> Progress:
                     console=err_console, transient=True)
 
 
+class StepBar:
+    """A second progress bar for long work inside one item (refinement steps of one image)."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def start(self, description: str, total: int) -> None:
+        self.stop()
+        self.task = self.progress.add_task(description, total=total)
+
+    def advance(self) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+
+
 def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str], out_suffix: str, force: bool,
-              work: Callable[[Path], tuple[bytes | None, Callable[[Path], None] | None, int]]) -> BatchSummary:
+              work: Callable[..., tuple[bytes | None, Callable[[Path], None] | None, int]],
+              steps: bool = False, summary: BatchSummary | None = None) -> BatchSummary:
     """Runs `work` on each input and writes its output atomically; a failing input is reported on
-    one line and the batch goes on. `work` returns (data or None, writer or None, pixels)."""
-    summary = BatchSummary()
+    one line and the batch goes on. `work` returns (data or None, writer or None, pixels); with
+    steps=True it is called as work(path, bar) with a StepBar for progress inside the item."""
+    summary = summary or BatchSummary()
     jobs, problems = expand(inputs, out_dir, suffixes, out_suffix)
     for path, reason in problems:
         report_item_error(str(path), reason)
@@ -77,6 +108,7 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
     start = time.perf_counter()
     with _progress() as progress:
         task = progress.add_task(title, total=len(jobs))
+        bar = StepBar(progress)
         for job in jobs:
             try:
                 if job.target.exists() and not force:
@@ -85,7 +117,7 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
                     size_in = job.source.stat().st_size
                 except OSError:
                     size_in = 0
-                data, writer, pixels = work(job.source)
+                data, writer, pixels = work(job.source, bar) if steps else work(job.source)
                 write_atomic(job.target, data, writer=writer)
                 summary.images += 1
                 summary.bytes_in += size_in
@@ -101,10 +133,19 @@ def run_batch(title: str, inputs: list[Path], out_dir: Path, suffixes: set[str],
                 first = (str(exc).strip().splitlines() or [""])[0]
                 report_item_error(str(job.source), f"unexpected error ({type(exc).__name__}: {first})")
                 summary.failed += 1
+            bar.stop()
             progress.advance(task)
     summary.seconds = time.perf_counter() - start
     out_console.print(summary.table(title))
     return summary
+
+
+def check_effort_options(effort, lam) -> tuple[int, Optional[float]]:
+    """--effort and --lambda checked before any work: a bad value is one `error:` line, exit 2."""
+    try:
+        return check_effort(effort), check_lambda(lam)
+    except TexpressError as exc:
+        raise fail(str(exc))
 
 
 def _check_output_dir(output: Path) -> None:
@@ -150,19 +191,40 @@ def compress(
     model: Optional[Path] = MODEL_OPTION,
     force: bool = FORCE_OPTION,
     max_pixels: Optional[int] = MAX_PIXELS_OPTION,
+    effort: int = EFFORT_OPTION,
+    lam: Optional[float] = LAMBDA_OPTION,
+    quality: Optional[str] = QUALITY_OPTION,
 ) -> None:
     """Compress images to .tpx files, mirroring folder structure under OUTPUT."""
+    effort, lam = check_effort_options(effort, lam)
     codec = _load_codec(model, max_pixels)
+    try:
+        quality = codec.check_quality(quality)  # a bad value, or one for a single-rate model: one line, exit 2
+        if codec.check_effort(effort):
+            codec.objective(lam)  # a model without a recorded lambda stops here, before any work
+    except TexpressError as exc:
+        raise fail(str(exc))
     _check_output_dir(output)
+    summary = BatchSummary(notes=[("effort", str(effort))])
+    sizes = {"effort 0": 0, "effort": 0}
 
-    def work(path: Path):
+    def work(path: Path, bar: StepBar):
         image = codec.load(path)
         for note in image.warnings:
             warn(f"{path}: {note}")
-        data = codec.encode(image)
+        if not effort:
+            return codec.encode(image, quality=quality), None, image.width * image.height
+        bar.start(f"  refining {path.name}", steps_for(EFFORTS[effort], image.height, image.width))
+        baseline = len(codec.encode(image, quality=quality))
+        data = codec.encode(image, effort=effort, lam=lam, on_step=bar.advance, quality=quality)
+        sizes["effort 0"] += baseline
+        sizes["effort"] += len(data)
+        summary.notes = [("effort", str(effort)), ("bytes at effort 0", f"{sizes['effort 0']:,}"),
+                         ("saved vs effort 0", f"{100.0 * (1 - sizes['effort'] / sizes['effort 0']):.1f} %")]
         return data, None, image.width * image.height
 
-    _exit_for(run_batch("compress", inputs, output, IMAGE_SUFFIXES, ".tpx", force, work))
+    _exit_for(run_batch("compress", inputs, output, IMAGE_SUFFIXES, ".tpx", force, work, steps=True,
+                        summary=summary))
 
 
 def decompress(

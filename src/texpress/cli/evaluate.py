@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from texpress.console import EXIT_FAILED_ITEMS, out_console, report_item_error, warn
-from texpress.errors import ConfigError
+from texpress.console import EXIT_FAILED_ITEMS, fail, out_console, report_item_error, warn
+from texpress.codec.refine import check_effort
+from texpress.errors import ConfigError, TexpressError
 from texpress.evaluate.baselines import BASELINES
 from texpress.evaluate.bdrate import QUALITY_METRICS, bd_rate_curves
 from texpress.evaluate.config import EvalConfig, ModelSpec, parse_baselines
@@ -49,7 +50,7 @@ def _parse_qualities(items: list[str]) -> dict[str, tuple[float, ...]]:
 
 def _resolved(spec):
     """The spec with its checkpoint resolved (a shipped name or models:/ URI becomes a file)."""
-    return ModelSpec(spec.label, resolve_checkpoint(spec.path))
+    return ModelSpec(spec.label, resolve_checkpoint(spec.path), spec.effort)
 
 
 @eval_app.command("run")
@@ -75,9 +76,15 @@ def run_command(
                                                 help="Also log the numbers and figures to this MLflow run."),
     mlflow_tracking_uri: Optional[str] = typer.Option(None, "--mlflow-tracking-uri", help="MLflow store "
                                                       "(default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)."),
+    effort: str = typer.Option("0", "--effort", help="Encode efforts of the models, comma-separated, e.g. 0,2: "
+                               "each effort above 0 is its own curve, LABEL-eN (docs/effort.md)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar and no summary tables."),
 ) -> None:
     """Evaluate checkpoints and classical codecs on IMAGES: per_image.csv, summary.json, R-D and crops figures."""
+    try:
+        efforts = list(dict.fromkeys(check_effort(e) for e in effort.split(",")))
+    except TexpressError as exc:
+        raise fail(str(exc))
     section = load_params(params, "evaluate") if params is not None else {}
     if baselines is not None:
         section["baselines"] = parse_baselines(baselines)
@@ -95,7 +102,8 @@ def run_command(
             fig["bpp"] = figure_bpp
         section["figure"] = fig
     cfg = EvalConfig.from_dict(section)
-    outcome = run_eval([str(p) for p in images], [_resolved(ModelSpec.parse(m)) for m in model], cfg, output,
+    specs = [_resolved(ModelSpec.parse(m)).at_effort(e) for e in efforts for m in model]
+    outcome = run_eval([str(p) for p in images], specs, cfg, output,
                        mlflow_run_id=mlflow_run_id, tracking_uri=mlflow_tracking_uri, on_error=report_item_error,
                        on_warning=warn, progress=progress_bar(show=not quiet))
     if not quiet:

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from texpress.codec import bitstream, entropy, gain, passes, shipped, tiling
+from texpress.codec import bitstream, entropy, gain, passes, refine, shipped, tiling
 from texpress.codec.checkpoint import fingerprint as model_fingerprint
-from texpress.codec.checkpoint import load_model
+from texpress.codec.checkpoint import load_model, read_checkpoint
 from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
 from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
 from texpress.codec.png import write_png
-from texpress.errors import BitstreamError, ConfigError, ModelMismatchError
+from texpress.errors import BitstreamError, CheckpointError, ConfigError, ModelMismatchError
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -50,10 +50,12 @@ def restore_mode(rgb: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.
 class Codec:
     """A loaded model ready to code images; cheap to call repeatedly."""
 
-    def __init__(self, model: TexpressModel, max_pixels: int | None = None):
+    def __init__(self, model: TexpressModel, max_pixels: int | None = None, meta: dict | None = None):
         self.model = model.eval()
         self.fingerprint = model_fingerprint(model)
         self.max_pixels = default_max_pixels() if max_pixels is None else max_pixels
+        self.meta = meta  # the checkpoint's meta (its training objective), read when first needed
+        self.source: str | os.PathLike | None = None
         self._tables: tuple[entropy.Tables, entropy.Tables] | None = None
 
     @classmethod
@@ -63,7 +65,20 @@ class Codec:
         text = os.fspath(path)
         if not os.path.exists(text) and "/" not in text and (entry := shipped.by_name(text)) is not None:
             path = entry.path
-        return cls(load_model(path), max_pixels=max_pixels)
+        codec = cls(load_model(path), max_pixels=max_pixels)
+        codec.source = path
+        return codec
+
+    def objective(self, lam: float | None = None) -> refine.Objective:
+        """What encodes at effort > 0 minimise: the model's own rate-distortion trade-off, from its
+        checkpoint or the shipped manifest (codec.refine.objective_for); `lam` overrides lambda."""
+        if self.meta is None:
+            self.meta = read_checkpoint(self.source)["meta"] if self.source is not None else {}
+        try:
+            entry = shipped.by_fingerprint(self.fingerprint).info
+        except CheckpointError:
+            entry = {}
+        return refine.objective_for(self.meta, entry, lam)
 
     @property
     def device(self) -> torch.device:
@@ -98,15 +113,41 @@ class Codec:
             return None
         return gain.check_quality(gain.DEFAULT_QUALITY if quality is None else quality)
 
-    @torch.inference_mode()
-    def encode(self, image: LoadedImage, tile: int | None = None, quality: float | None = None) -> bytes:
+    def check_effort(self, effort) -> int:
+        """An effort level this model can code at (codec.refine): refinement covers single-rate
+        hyperprior models; the others code at effort 0 only."""
+        level = refine.check_effort(effort)
+        if level and (self.model.has_context or self.config.variable_rate):
+            raise ConfigError("effort above 0 refines single-rate hyperprior models (lite-q0..q3, base); "
+                              "this model has a checkerboard context or a variable rate: use effort 0")
+        return level
+
+    def encode(self, image: LoadedImage, tile: int | None = None, effort: int = 0, lam: float | None = None,
+               on_step=None, quality: float | None = None) -> bytes:
         """A loaded image to .tpx bytes (format 2, or 3 for a context or variable-rate model); large
-        images are coded in tiles (codec.tiling). `quality` (0-100) is a variable-rate model's knob."""
-        model, (z_tables, y_tables) = self.model, self.tables
+        images are coded in tiles (codec.tiling). `quality` (0-100) is a variable-rate model's knob.
+
+        effort > 0 refines the latents first (codec.refine): fewer bits for the same decoder, at the
+        cost of encode time; `lam` overrides the model's rate weight, on_step() is called per step."""
+        level = self.check_effort(effort)
         quality = self.check_quality(quality)
+        if level == 0:
+            return self._encode(image, tile, quality)
+        objective = self.objective(refine.check_lambda(lam))
+        with refine.fixed_threads():
+            return self._encode(image, tile, quality, refine.EFFORTS[level], objective, on_step)
+
+    @torch.inference_mode()
+    def _encode(self, image: LoadedImage, tile: int | None, quality: float | None,
+                effort: refine.Effort | None = None, objective: refine.Objective | None = None, on_step=None) -> bytes:
+        model, (z_tables, y_tables) = self.model, self.tables
         grid = tiling.Grid.for_image(image.height, image.width, tile)
         y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
         z = tiling.hyper_latent(model.h_a, y, grid)
+        if effort is not None:
+            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step)
+        if effort is not None:
+            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step)
         medians = self._z_medians()
         z_symbols = torch.round(z - medians).int()
         z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
@@ -140,9 +181,11 @@ class Codec:
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""
         return bitstream.pack(header, y_strings, z_string, alpha, y_escapes, z_escapes)
 
-    def compress(self, source: ImageSource, quality: float | None = None) -> bytes:
-        """Any image source to .tpx bytes."""
-        return self.encode(self.load(source), quality=quality)
+    def compress(self, source: ImageSource, effort: int = 0, lam: float | None = None,
+                 quality: float | None = None) -> bytes:
+        """Any image source to .tpx bytes (effort, quality: see encode), checked before the image is read."""
+        level = self.check_effort(effort)
+        return self.encode(self.load(source), effort=level, lam=lam, quality=self.check_quality(quality))
 
     def open(self, data: bytes) -> "Decoding":
         """Check a .tpx file fully (checksum, model, sizes, tile grid) before anything is allocated."""

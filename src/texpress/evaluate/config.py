@@ -150,10 +150,16 @@ _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 @dataclass
 class ModelSpec:
-    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve)."""
+    """A checkpoint and the curve it belongs to (checkpoints sharing a label form one curve), coded at
+    an encode effort (codec.refine)."""
 
     label: str
     path: Path
+    effort: int = 0
+
+    def at_effort(self, effort: int) -> "ModelSpec":
+        """The same checkpoint at another effort, on its own curve (LABEL-eN) beside effort 0's."""
+        return ModelSpec(f"{self.label}-e{effort}" if effort else self.label, self.path, effort)
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":

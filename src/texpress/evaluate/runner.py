@@ -74,9 +74,13 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
     if not models:
         return points, curves
     names: dict[str, set[str]] = {}
+    loaded: dict[Path, Codec] = {}
     for spec in models:
-        codec = Codec.from_checkpoint(spec.path)
-        curve = curves.setdefault(spec.label, Curve(spec.label, spec.label, "model", {"checkpoints": []}))
+        codec = loaded.get(spec.path) or loaded.setdefault(spec.path, Codec.from_checkpoint(spec.path))
+        if spec.effort:
+            codec.objective()  # a model with no rate weight to refine against stops here, before any work
+        curve = curves.setdefault(spec.label, Curve(spec.label, spec.label, "model",
+                                                    {"checkpoints": [], "effort": spec.effort}))
         point = spec.path.stem
         used = names.setdefault(spec.label, set())
         if point in used:
@@ -89,11 +93,13 @@ def _model_points(models: list[ModelSpec]) -> tuple[list[Point], dict[str, Curve
             return np.asarray(codec.decompress(data).convert("RGB"))
 
         if not codec.config.variable_rate:
-            points.append(Point(spec.label, "model", point, None, lambda rgb, codec=codec: codec.compress(rgb), decode))
+            points.append(Point(spec.label, "model", point, None,
+                                lambda rgb, codec=codec, e=spec.effort: codec.compress(rgb, effort=e), decode))
             continue
         for q in VARIABLE_RATE_QUALITIES:  # one variable-rate checkpoint is a whole curve
             name = f"{point}@q={q:g}" if len(models) > 1 else f"q={q:g}"
-            points.append(Point(spec.label, "model", name, q, lambda rgb, codec=codec, q=q: codec.compress(rgb, quality=q),
+            points.append(Point(spec.label, "model", name, q,
+                                lambda rgb, codec=codec, q=q, e=spec.effort: codec.compress(rgb, effort=e, quality=q),
                                 decode))
     return points, curves
 

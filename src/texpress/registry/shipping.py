@@ -46,9 +46,11 @@ def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: 
         catalogue = manifest(folder)
     except CheckpointError:
         catalogue = {"default": name, "models": {}}
-    preset = read_checkpoint(target)["meta"].get("preset", "custom")
+    meta = read_checkpoint(target)["meta"]
+    preset = meta.get("preset", "custom")
     entry = {"file": target.name, "fingerprint": fp, "preset": preset, "curve": curve or preset,
-             "bytes": target.stat().st_size, **(extra or {})}
+             "bytes": target.stat().st_size, **({"lambda": meta["lambda"]} if meta.get("lambda") else {}),
+             **(extra or {})}  # lambda: the rate weight encode efforts refine against (codec.refine)
     if val:
         entry["val"] = measure(target, val)
     catalogue["models"][name] = entry

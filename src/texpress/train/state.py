@@ -119,6 +119,13 @@ class Session:
             state.pop("model")
         return state
 
+    def objective_meta(self) -> dict[str, float]:
+        """The trained rate-distortion trade-off a checkpoint records (encode efforts refine against it):
+        the fixed lambda and k_m of a single-rate run; a variable-rate model's lambdas are in its config."""
+        if self.cfg.fixed_lambda and not self.model_cfg.variable_rate:
+            return {"lambda": self.cfg.fixed_lambda, "k_m": self.cfg.k_m}
+        return {}
+
     def where(self) -> str:
         if self.resumed:
             return f"resuming at step {self.step}"
