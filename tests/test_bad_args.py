@@ -102,6 +102,10 @@ BULK["compress --lambda: not positive"] = (["bulk", "compress", "a.png", "-o", "
                                             "--effort", "1", "--lambda", "0"], "lambda must be a positive number")
 BULK["compress --effort: a model with no lambda"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
                                                       "--effort", "1"], "pass --lambda")
+BULK["compress --quality: a single-rate model"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt",
+                                                  "--quality", "50"], "--quality needs a variable-rate model")
+BULK["compress --quality: above 100"] = (["bulk", "compress", "a.png", "-o", "out", "-m", "lite.ckpt", "--quality",
+                                          "101"], "quality must be from 0 to 100")
 BULK.update({
     "verify DEST: not a bulk destination": (["bulk", "verify", "nope", "-m", "lite.ckpt"], "not a bulk destination"),
     "verify --model: no such file": (["bulk", "verify", "out", "-m", "missing.ckpt"], "no such checkpoint"),

@@ -15,6 +15,7 @@ from texpress.codec.checkpoint import build_model, read_checkpoint, transplant
 from texpress.codec.complexity import measure
 from texpress.codec.config import ModelConfig, get_preset
 from texpress.codec.gain import check_quality
+from texpress.codec.shipped import by_name
 from texpress.errors import BitstreamError, ConfigError
 
 from .conftest import crop, pixels
@@ -26,7 +27,7 @@ def warm_codec(entropy: str, rates: tuple[float, ...] = ()) -> Codec:
     """lite-q1's transforms under another entropy model (the context starts as a small perturbation
     of the hyperprior, so that its second pass really changes the parameters)."""
     model = build_model(get_preset("lite").replace(entropy=entropy, rate_lambdas=rates), seed=0)
-    transplant(model, read_checkpoint("lite-q1")["state_dict"])
+    transplant(model, read_checkpoint(by_name("lite-q1").path)["state_dict"])
     if model.has_context:
         torch.manual_seed(0)
         with torch.no_grad():
@@ -122,3 +123,56 @@ def test_config_rejects_bad_rates_and_entropy():
     with pytest.raises(ConfigError):
         ModelConfig(entropy="autoregressive")
     assert ModelConfig.from_dict(get_preset("lite-vr").to_dict()) == get_preset("lite-vr")
+
+
+@pytest.fixture(scope="module")
+def vr_ckpt(tmp_path_factory):
+    from texpress.codec.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("vr") / "vr.ckpt"
+    save_checkpoint(warm_codec("checkerboard", RATES).model, path)
+    return path
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--quality", "abc"], "quality must be a number"),
+    (["--quality", "-3"], "quality must be from 0 to 100"),
+    (["--effort", "1"], "effort above 0 refines single-rate hyperprior models"),
+])
+def test_compress_checks_quality_and_effort_before_any_work(vr_ckpt, tmp_path, monkeypatch, capsys, argv, fragment):
+    import sys
+
+    from texpress.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["texpress", "compress", str(vr_ckpt), "-o", str(tmp_path / "out"),
+                                      "-m", str(vr_ckpt), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_and_decompress_at_a_quality(vr_ckpt, photos, tmp_path, monkeypatch):
+    import sys
+
+    from PIL import Image
+
+    from texpress.cli import main
+
+    crop(photos[0], 128, 96).save(tmp_path / "a.png")
+    for q in ("10", "90"):
+        monkeypatch.setattr(sys, "argv", ["texpress", "compress", str(tmp_path / "a.png"), "-o", str(tmp_path / q),
+                                          "-m", str(vr_ckpt), "--quality", q])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code in (0, None)
+    low, high = (tmp_path / q / "a.tpx" for q in ("10", "90"))
+    assert bitstream.read_header(low.read_bytes()).quality == 10.0
+    assert low.stat().st_size < high.stat().st_size
+    monkeypatch.setattr(sys, "argv", ["texpress", "decompress", str(high), "-o", str(tmp_path / "png"),
+                                      "-m", str(vr_ckpt)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+    assert Image.open(tmp_path / "png" / "a.png").size == (128, 96)

@@ -103,7 +103,7 @@ def compress(
     lam: Optional[float] = typer.Option(None, "--lambda", help="The rate weight efforts above 0 refine against "
                                         "[default: the model's own]."),
     quality: Optional[float] = typer.Option(None, "--quality", "-q", help="A variable-rate model's quality, 0 "
-                                            "(fewest bits) to 100 [default: the model's, 50]; single-rate models "
+                                            "(fewest bits) to 100 (default: the model's, 50); single-rate models "
                                             "refuse it."),
     report: Optional[Path] = REPORT,
     progress: bool = PROGRESS,

@@ -40,7 +40,7 @@ EFFORT_OPTION = typer.Option(0, "--effort", help="Encode effort: 0 (fastest, the
                              "efforts refine each image's latents for fewer bits with the same decoder "
                              "(docs/effort.md).")
 QUALITY_OPTION = typer.Option(None, "--quality", "-q", help="A variable-rate model's quality, 0 (fewest bits) to "
-                              "100 [default: the model's, 50]; single-rate models refuse it.")
+                              "100 (default: the model's, 50); single-rate models refuse it.")
 LAMBDA_OPTION = typer.Option(None, "--lambda", help="The rate weight efforts above 0 refine against "
                              "[default: the one the model was trained with].")
 MAX_PIXELS_OPTION = typer.Option(None, "--max-pixels", min=1, help="Refuse images above this many pixels "
@@ -350,7 +350,7 @@ def models_shipped() -> None:
     for m in sorted(models.values(), key=lambda m: m.name):
         val = m.info.get("val", {})
         t.add_row(m.name + (" (default)" if m.name == default else ""), m.curve, m.preset,
-                  f"{m.info.get('lambda', '-')}",
+                  _rate_weights(m.info),
                   *(f"{val[k]:{f}}" if k in val else "-" for k, f in (("bpp", ".3f"), ("psnr", ".2f"), ("ms_ssim", ".4f"))),
                   m.path.name)
     out_console.print(t)
@@ -370,6 +370,13 @@ def models_compact(
     fp = compact_checkpoint(source, output)
     out_console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB, was "
                       f"{source.stat().st_size / 1e6:.1f} MB; fingerprint {fp})", markup=False)
+
+
+def _rate_weights(info: dict) -> str:
+    """The lambda a model was trained with, or a variable-rate model's range of them."""
+    if info.get("rate_lambdas"):
+        return f"{info['rate_lambdas'][0]:g} to {info['rate_lambdas'][-1]:g}"
+    return f"{info.get('lambda', '-')}"
 
 
 @models_app.command("ship")

@@ -46,10 +46,12 @@ def ship(checkpoint: Path, name: str, *, val: list[str] | None = None, default: 
         catalogue = manifest(folder)
     except CheckpointError:
         catalogue = {"default": name, "models": {}}
-    meta = read_checkpoint(target)["meta"]
+    payload = read_checkpoint(target)
+    meta, rates = payload["meta"], payload["config"].get("rate_lambdas") or []
     preset = meta.get("preset", "custom")
     entry = {"file": target.name, "fingerprint": fp, "preset": preset, "curve": curve or preset,
              "bytes": target.stat().st_size, **({"lambda": meta["lambda"]} if meta.get("lambda") else {}),
+             **({"rate_lambdas": rates} if rates else {}),  # a variable-rate model: --quality 0-100 spans them
              **(extra or {})}  # lambda: the rate weight encode efforts refine against (codec.refine)
     if val:
         entry["val"] = measure(target, val)

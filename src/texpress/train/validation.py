@@ -52,7 +52,7 @@ def validate(codec, items: list[tuple[str, torch.Tensor]], *, bitstream: bool = 
             if tpx is not None:
                 data = tpx.compress(_uint8(x))
                 bpp = len(data) * 8 / (h * w)
-                x_hat = torch.from_numpy(np.asarray(tpx.decompress(data))).permute(2, 0, 1)[None].float().div(255)
+                x_hat = torch.from_numpy(np.array(tpx.decompress(data))).permute(2, 0, 1)[None].float().div(255)
             elif bitstream:
                 enc = codec.compress(xp)
                 nbytes = sum(len(s) for strings in enc["strings"] for s in strings)
