@@ -64,6 +64,7 @@ BAD = {
         "endpoint_url": ["s3.example.com"],
         "effort": [-1, 4, "max"],
         "lam": [0, -0.5, "high"],
+        "quality": [-1, 101, "high"],
     },
     "nightly": {
         "ingest": [{"sources": []}, "samples"],
