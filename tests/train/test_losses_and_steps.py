@@ -276,7 +276,7 @@ def test_a_variable_rate_checkerboard_model_trains_in_bf16():
     """Each image of the batch is coded at its own level with its own lambda; the rate gains and the
     context learn (bfloat16 autocast on the CPU)."""
     from texpress.train.losses import weighted_rate
-    from texpress.train.session import open_session
+    from texpress.train.state import open_session
 
     cfg = TrainConfig(preset="lite-vr", rd_steps=3, gan_steps=0, lr=3e-4)
     s = open_session(cfg, device=torch.device("cpu"), data_seed=0)
