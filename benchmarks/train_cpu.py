@@ -31,6 +31,7 @@ from texpress.codec.checkpoint import build_model, load_model  # noqa: E402
 from texpress.codec.config import get_preset  # noqa: E402
 from texpress.codec.discriminator import ConditionalDiscriminator  # noqa: E402
 from texpress.data.device_crops import DeviceCrops  # noqa: E402
+from texpress.files import write_atomic  # noqa: E402
 from texpress.samples import sample_photos  # noqa: E402
 from texpress.train.config import TrainConfig  # noqa: E402
 from texpress.train.losses import CodecLoss  # noqa: E402
@@ -164,14 +165,11 @@ def main() -> None:
         print(f"{r['arm']:<16} {r['threads']:>7} {r['steps']:>6} {r['steps_per_s']:>8.3g} "
               f"{r['steps_per_s'] / ref['steps_per_s']:>7.2f} {r['mpx_per_s']:>7.3g} {r['loss_last_quarter']:>10.4f} "
               f"{r['held_out_loss']:>9.4f} {r['compile_s']:>9.1f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "train_cpu", "start": args.init or args.preset, "steps": args.steps,
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                            "processor": platform.processor()},
                "rows": rows}
-    tmp = RESULTS.with_name(f".{RESULTS.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+    write_atomic(RESULTS, (json.dumps(payload, indent=2) + "\n").encode())
     print(f"wrote {RESULTS}")
 
 
