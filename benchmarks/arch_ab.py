@@ -5,7 +5,9 @@
         [--config NAME=model.yaml ...] [--lambdas 0.0035,0.01,0.03] [--steps N] [--device cuda]
 
 Arms: CompressAI's bmshj2018-hyperprior and mbt2018-mean (N=128, M=192), texpress presets, and any
-ModelConfig as YAML. For each arm and lambda it reports bpp from the bytes of the coded strings,
+ModelConfig as YAML. `--vr NAME` adds, for a texpress arm, one variable-rate model (the arm plus gain
+units, codec.gain) trained once for steps x lambdas with a random level per image: the same total
+compute as the arm's separate models, coded at the trained levels. For each arm and lambda it reports bpp from the bytes of the coded strings,
 PSNR and MS-SSIM on the val images; per arm the BD-rate against both references trained in this run,
 decode ms per megapixel on this machine and decoder kMAC/px. Equal steps on equal data is the fair
 comparison; it says how fast an architecture learns, not where it ends after full training.
@@ -22,6 +24,7 @@ import platform
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,8 @@ import torch
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 from texpress.data.device_crops import DeviceCrops  # noqa: E402
-from texpress.errors import TexpressError  # noqa: E402
+from texpress.codec.config import ModelConfig  # noqa: E402
+from texpress.errors import ConfigError, TexpressError  # noqa: E402
 from texpress.evaluate.bdrate import BDRateError, bd_rate, quality_axis  # noqa: E402
 from texpress.evaluate.sources import centre_crop, list_images  # noqa: E402
 from texpress.train.ab.arms import DEFAULT_ARMS, REFERENCES, Arm, arm_from_name, arm_from_yaml  # noqa: E402
@@ -49,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--val", nargs="+", default=["data/shards/val"], help="held-out images to code")
     ap.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma list of references and presets")
     ap.add_argument("--config", action="append", default=[], help="NAME=PATH.yaml: a ModelConfig arm (repeatable)")
+    ap.add_argument("--baseline", help="an arm of the run that every arm also gets a BD-rate against")
+    ap.add_argument("--vr", action="append", default=[], help="NAME: a variable-rate twin of a texpress arm (repeatable)")
     ap.add_argument("--lambdas", default="0.0035,0.01,0.03", help="weights of the MSE on 0-255 values")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=8)
@@ -106,11 +112,47 @@ def run_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.nda
             "steps_per_s": float(np.median([p["steps_per_s"] for p in points]))}
 
 
-def bd_rates(arms: dict[str, dict]) -> None:
-    """Each arm's BD-rate (PSNR and MS-SSIM) against each reference arm of the run, in place."""
+def vr_arm(arm: Arm, lambdas: list[float]) -> tuple[Arm, float]:
+    """The variable-rate twin of a texpress arm and its distortion weight c: level i's loss
+    c * (bpp / lambda_i + MSE) is lambda_i's loss bpp + lambda_i * MSE up to a factor, so the rate
+    weights are c / lambda_i (highest first) with c the lambdas' geometric mean."""
+    if arm.kind == "reference":
+        raise ConfigError(f"--vr {arm.name}: variable rate needs a texpress arm (a preset or a config)")
+    ordered = sorted(lambdas)
+    c = float(np.exp(np.mean(np.log(ordered))))
+    config = {**arm.config, "rate_lambdas": [c / lam for lam in ordered]}
+    ModelConfig.from_dict(config)  # one-line error for a bad combination, before any training
+    return Arm(f"{arm.name}-vr", "config", config), c
+
+
+def run_vr_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings) -> dict:
+    """Train the variable-rate twin once for len(lambdas) x s.steps, code the val images at each level."""
+    twin, c = vr_arm(arm, lambdas)
+    steps = s.steps * len(lambdas)
+    torch.manual_seed(s.seed)
+    model = twin.build()
+    t = fit(model, c, crops, replace(s, steps=steps), on_step=progress(twin.name, c, steps))
+    points = []
+    for i, lam in enumerate(sorted(lambdas)):
+        quality = 100.0 * i / (len(lambdas) - 1)
+        coded = code_images(model, val, quality=quality)
+        points.append({"lambda": lam, "quality": quality, **coded, **t})
+        print(f"  {twin.name:<24} quality {quality:<5g} {coded['bpp']:.3f} bpp  {coded['psnr']:.2f} dB  "
+              f"MS-SSIM {coded['ms_ssim']:.4f}  {t['steps_per_s']} steps/s", flush=True)
+    return {"kind": "variable-rate", "twin_of": arm.name, "config": twin.config, "points": points,
+            "params": n_params(model), "decoder_kmac_per_px": round(decoder_kmac_per_px(model), 2),
+            "decode_ms_per_mpx": float(np.median([p["decode_ms_per_mpx"] for p in points])),
+            "steps_per_s": t["steps_per_s"]}
+
+
+def bd_rates(arms: dict[str, dict], baseline: str | None) -> None:
+    """Each arm's BD-rate (PSNR and MS-SSIM) in place: against each reference arm of the run, the
+    --baseline arm, and for a variable-rate twin its separate models."""
     for result in arms.values():
         result["bd_rate"] = {}
-        for ref in (r for r in REFERENCES if r in arms):
+        refs = [r for r in REFERENCES if r in arms]
+        refs += [r for r in (baseline, result.get("twin_of")) if r and r in arms and r not in refs]
+        for ref in refs:
             a, b = arms[ref]["points"], result["points"]
             entry = {}
             for metric, key in (("psnr-rgb", "psnr"), ("ms-ssim-rgb", "ms_ssim")):
@@ -124,16 +166,16 @@ def bd_rates(arms: dict[str, dict]) -> None:
 
 
 def print_table(arms: dict[str, dict]) -> None:
-    refs = [r for r in REFERENCES if r in arms]
+    refs = list(dict.fromkeys(ref for r in arms.values() for ref in r["bd_rate"]))
     head = f"{'arm':<24} {'dec kMAC/px':>11} {'dec ms/Mpx':>10} {'steps/s':>8}"
     head += "".join(f" {'BD ' + r[:9] + ' PSNR':>20} {'MS-SSIM':>8}" for r in refs)
     print(head)
+    fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
     for name, r in arms.items():
         line = f"{name:<24} {r['decoder_kmac_per_px']:>11.1f} {r['decode_ms_per_mpx']:>10.0f} {r['steps_per_s']:>8.2f}"
         for ref in refs:
-            bd = r["bd_rate"][ref]
-            fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
-            line += f" {fmt(bd['psnr-rgb']):>20} {fmt(bd['ms-ssim-rgb']):>8}"
+            bd = r["bd_rate"].get(ref)
+            line += f" {'-':>20} {'-':>8}" if bd is None else f" {fmt(bd['psnr-rgb']):>20} {fmt(bd['ms-ssim-rgb']):>8}"
         print(line)
     print(FAIRNESS)
 
@@ -146,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         arms = [arm_from_name(n.strip()) for n in args.arms.split(",") if n.strip()]
         arms += [arm_from_yaml(spec) for spec in args.config]
         lambdas = [float(v) for v in args.lambdas.split(",")]
+        by_name = {arm.name: arm for arm in arms}
+        if unknown := [n for n in args.vr if n not in by_name]:
+            raise ConfigError(f"--vr {unknown[0]}: not one of this run's arms ({', '.join(by_name)})")
+        twins = [by_name[n] for n in args.vr]
+        if args.baseline and args.baseline not in by_name:
+            raise ConfigError(f"--baseline {args.baseline}: not one of this run's arms ({', '.join(by_name)})")
+        for twin in twins:
+            vr_arm(twin, lambdas)
         train = load_images(args.train, args.max_train_images, 0)
         val = load_images(args.val, args.val_images, args.val_crop)
         s = FitSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup,
@@ -158,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
           f"from {len(crops.images)} images; coding {len(val)} val images. {FAIRNESS}", flush=True)
     start = time.perf_counter()
     results = {arm.name: run_arm(arm, lambdas, crops, val, s) for arm in arms}
-    bd_rates(results)
+    for twin in twins:
+        results[f"{twin.name}-vr"] = run_vr_arm(twin, lambdas, crops, val, s)
+    bd_rates(results, args.baseline)
     print_table(results)
     report = {"settings": {**vars(args), **s.__dict__, "lambdas": lambdas, "train_images": len(crops.images),
                            "val_images": len(val), "torch_threads": torch.get_num_threads(),

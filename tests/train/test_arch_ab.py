@@ -1,5 +1,6 @@
-"""The architecture A/B harness end to end on a tiny configuration: references, a preset and a
-YAML-configured arm trained on the same crops, coded for real, written as JSON."""
+"""The architecture A/B harness end to end on a tiny configuration: references, a preset, a
+YAML-configured checkerboard arm and a variable-rate twin trained on the same crops, coded for real,
+written as JSON."""
 
 import json
 import shutil
@@ -20,32 +21,38 @@ def test_tiny_ab_run_writes_every_arm_and_metric(tmp_path):
         shutil.copy(p, train / p.name)
     shutil.copy(photos[-1], val / photos[-1].name)
     arm_yaml = tmp_path / "narrow.yaml"
-    arm_yaml.write_text("preset: lite\ngen_widths: [48, 32, 24, 16, 3]\nout_kernel: 0\nnorm: gdn\n")
+    arm_yaml.write_text("preset: lite\ngen_widths: [48, 32, 24, 16, 3]\nentropy: checkerboard\n")
     out = tmp_path / "arch_ab.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "arch_ab.py"), "--train", str(train), "--val", str(val),
          "--arms", "bmshj2018-hyperprior,mbt2018-mean,lite", "--config", f"narrow={arm_yaml}",
          "--lambdas", "0.003,0.1", "--steps", "3", "--batch", "2", "--crop", "64", "--val-crop", "128",
-         "--val-images", "1", "--out", str(out)],
+         "--val-images", "1", "--vr", "lite", "--baseline", "lite", "--out", str(out)],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Equal steps on equal data" in proc.stdout
     report = json.loads(out.read_text())
-    assert set(report["arms"]) == {"bmshj2018-hyperprior", "mbt2018-mean", "lite", "narrow"}
+    assert set(report["arms"]) == {"bmshj2018-hyperprior", "mbt2018-mean", "lite", "narrow", "lite-vr"}
     assert report["settings"]["steps"] == 3
     for name, arm in report["arms"].items():
         assert [p["lambda"] for p in arm["points"]] == [0.003, 0.1]
+        assert arm["steps_per_s"] > 0
         for p in arm["points"]:
             assert p["bytes"] > 0 and p["bpp"] == 8 * p["bytes"] / (128 * 128)
             assert 0 < p["psnr"] < 100 and 0 <= p["ms_ssim"] <= 1
         assert arm["decoder_kmac_per_px"] > 0 and arm["decode_ms_per_mpx"] > 0
-        assert set(arm["bd_rate"]) == {"bmshj2018-hyperprior", "mbt2018-mean"}
+        assert set(arm["bd_rate"]) == {"bmshj2018-hyperprior", "mbt2018-mean", "lite"}
         for ref in arm["bd_rate"].values():  # a number, or None with the reason
             for metric in ("psnr-rgb", "ms-ssim-rgb"):
                 assert ref[metric] is not None or ref[f"{metric}-why"]
     self_bd = report["arms"]["bmshj2018-hyperprior"]["bd_rate"]["bmshj2018-hyperprior"]["psnr-rgb"]
     assert self_bd in (None, 0.0)  # None when 3 steps leave both lambdas at the same quality
-    assert report["arms"]["narrow"]["config"]["norm"] == "gdn"
+    assert report["arms"]["narrow"]["config"]["entropy"] == "checkerboard"
+    vr = report["arms"]["lite-vr"]  # one model, trained for 2 x 3 steps, coded at both levels
+    assert vr["twin_of"] == "lite" and [p["quality"] for p in vr["points"]] == [0.0, 100.0]
+    high, low = vr["config"]["rate_lambdas"]  # c / lambda: the lowest lambda is level 0, the lowest rate
+    assert abs(high / low - 0.1 / 0.003) < 1e-9
+    assert abs(high * low - 1) < 1e-9  # c is the lambdas' geometric mean
 
 
 def test_unknown_arm_is_a_one_line_error(tmp_path):
@@ -54,3 +61,11 @@ def test_unknown_arm_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unknown arm 'nope'; choose from bmshj2018-hyperprior, "
                                                 "mbt2018-mean, hific, base, lite, lite-vr or give a ModelConfig YAML with --config"]
+
+
+def test_vr_twin_of_an_unknown_arm_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "arch_ab.py"), "--arms", "lite",
+                           "--vr", "base", "--out", str(tmp_path / "x.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --vr base: not one of this run's arms (lite)"]

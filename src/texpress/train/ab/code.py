@@ -1,6 +1,10 @@
 """Real coding of held-out images by one trained arm: bpp from the bytes of the entropy-coded y and
 z strings (the same accounting for every arm, container headers excluded), PSNR and MS-SSIM of the
-decoded pixels, and decode wall time per megapixel on this machine."""
+decoded pixels, and decode wall time per megapixel on this machine.
+
+CompressAI's reference models code with CompressAI's own compress/decompress; texpress arms code with
+the product's codec (codec.api.Codec: the .tpx strings, two passes for a context model, a quality for
+a variable-rate one), so every arm is measured by the bitstream its users would get."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import torch
 from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
 
-from texpress.codec.model import SCALE_TABLE_LEVELS, pad_to_multiple
+from texpress.codec.api import Codec
+from texpress.codec.bitstream import read_header
+from texpress.codec.model import SCALE_TABLE_LEVELS, TexpressModel, pad_to_multiple
 from texpress.evaluate.metrics import bpp as bits_per_pixel
 from texpress.evaluate.metrics import ms_ssim, psnr
 
@@ -24,7 +30,15 @@ def prepare_for_coding(model: CompressionModel) -> CompressionModel:
     return model
 
 
-def code_image(model: CompressionModel, rgb: np.ndarray) -> dict:
+def _code_tpx(codec: Codec, rgb: np.ndarray, quality: float | None) -> tuple[int, np.ndarray, float]:
+    """(coded bytes without the container, decoded pixels, decode seconds) through the product codec."""
+    data = codec.compress(rgb, quality=quality)
+    start = time.perf_counter()
+    rec = np.asarray(codec.decompress(data))
+    return len(data) - read_header(data).overhead_bytes, rec, time.perf_counter() - start
+
+
+def _code_compressai(model: CompressionModel, rgb: np.ndarray) -> tuple[int, np.ndarray, float]:
     h, w = rgb.shape[:2]
     x = pad_to_multiple(torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float().div(255.0))
     with torch.inference_mode():
@@ -34,15 +48,26 @@ def code_image(model: CompressionModel, rgb: np.ndarray) -> dict:
         x_hat = model.decompress(enc["strings"], enc["shape"])["x_hat"]
         decode_s = time.perf_counter() - start
     rec = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    return nbytes, rec, decode_s
+
+
+def code_image(model: CompressionModel | Codec, rgb: np.ndarray, quality: float | None = None) -> dict:
+    h, w = rgb.shape[:2]
+    if isinstance(model, Codec):
+        nbytes, rec, decode_s = _code_tpx(model, rgb, quality)
+    else:
+        nbytes, rec, decode_s = _code_compressai(model, rgb)
     return {"bytes": nbytes, "bpp": bits_per_pixel(nbytes, w, h), "psnr": psnr(rgb, rec),
             "ms_ssim": ms_ssim(rgb, rec), "decode_s": decode_s, "pixels": h * w}
 
 
-def code_images(model: CompressionModel, images: list[np.ndarray]) -> dict:
-    """Per-image means (as CompressAI reports curves) and the decode time per megapixel overall."""
+def code_images(model: CompressionModel, images: list[np.ndarray], quality: float | None = None) -> dict:
+    """Per-image means (as CompressAI reports curves) and the decode time per megapixel overall;
+    `quality` (0-100) picks a variable-rate arm's rate."""
     model = prepare_for_coding(model)
-    code_image(model, images[0])  # warm-up: first-call allocations are not decode time
-    rows = [code_image(model, im) for im in images]
+    coder = Codec(model) if isinstance(model, TexpressModel) else model
+    code_image(coder, images[0], quality)  # warm-up: first-call allocations are not decode time
+    rows = [code_image(coder, im, quality) for im in images]
     mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
     mpx = sum(r["pixels"] for r in rows) / 1e6
     return {"bpp": mean("bpp"), "psnr": mean("psnr"), "ms_ssim": mean("ms_ssim"),

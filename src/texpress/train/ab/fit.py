@@ -15,7 +15,7 @@ from compressai.models import CompressionModel
 
 from texpress.data.device_crops import DeviceCrops
 from texpress.errors import InputError
-from texpress.train.losses import bits_per_pixel, mse_255
+from texpress.train.losses import bits_per_pixel, mse_255, weighted_rate
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,13 @@ def device_crops(images: list[np.ndarray], s: FitSettings) -> DeviceCrops:
 
 
 def rd_loss(out: dict, x: torch.Tensor, lam: float) -> tuple[torch.Tensor, float, float]:
-    """(loss, bpp, mse_255): bpp from the likelihoods plus lambda times the MSE on 0-255 values."""
+    """(loss, bpp, mse_255): bpp from the likelihoods plus lambda times the MSE on 0-255 values. A
+    variable-rate model's batch weighs each image's bpp by the rate weight of its level instead."""
     n, _, h, w = x.shape
     bpp = bits_per_pixel(out["likelihoods"], n * h * w)
     mse = mse_255(out["x_hat"], x)
-    return bpp + lam * mse, float(bpp.detach()), float(mse.detach())
+    rate = weighted_rate(out["likelihoods"], out["rate_weight"], h * w) if "rate_weight" in out else bpp
+    return rate + lam * mse, float(bpp.detach()), float(mse.detach())
 
 
 def _optimizers(model: CompressionModel, s: FitSettings):
