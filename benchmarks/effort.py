@@ -3,10 +3,10 @@ the shipped default curve, encode seconds per megapixel beside the slowest setti
 AVIF (speed 0) and JPEG XL (effort 9) in the same run, and decode time (which must not change).
 
     .venv/bin/python benchmarks/effort.py [--images DIR] [--max-images N] [--models lite-q0,lite-q1,...]
-        [--efforts 0,1,2,3] [--json PATH] [--figure PNG]
+        [--qualities 0,25,50,75,100] [--efforts 0,1,2,3] [--json PATH] [--figure PNG]
 
 Default images: the bundled sample photos; default models: every shipped model on the default
-model's curve. Prints a table and writes benchmarks/results/effort.json (docs/effort.md).
+model's curve (lite-vr: one variable-rate model, whose curve is its sweep of --qualities). Prints a table and writes benchmarks/results/effort.json (docs/effort.md).
 Targets (val photos): >= 8 % BD-rate saving (PSNR) at <= 20 s/Mpx, >= 15 % at the top effort.
 """
 
@@ -63,15 +63,32 @@ def curve_models(names: str | None) -> list:
     return sorted((m for m in shipped.values() if m.curve == curve), key=lambda m: -m.info.get("lambda", 0))
 
 
+class Point:
+    """One point of the curve: a shipped model, at a quality when it is variable-rate."""
+
+    def __init__(self, model, quality: float | None):
+        self.model, self.quality, self.path = model, quality, model.path
+        self.name = model.name if quality is None else f"{model.name}@q{quality:g}"
+
+
+def curve_points(models: list, qualities: list[float]) -> list[Point]:
+    out = []
+    for m in models:
+        variable = bool(m.info.get("rate_lambdas"))
+        out += [Point(m, q) for q in qualities] if variable else [Point(m, None)]
+    return out
+
+
 def run(images: list[np.ndarray], models: list, efforts: list[int]) -> dict:
     rows = []
+    codecs: dict = {}
     for m in models:
-        codec = Codec.from_checkpoint(m.path)
+        codec = codecs.get(m.path) or codecs.setdefault(m.path, Codec.from_checkpoint(m.path))
         for effort in efforts:
             for i, rgb in enumerate(images):
                 image = codec.load(rgb)
                 t0 = time.perf_counter()
-                data = codec.encode(image, effort=effort)
+                data = codec.encode(image, effort=effort, quality=m.quality)
                 t1 = time.perf_counter()
                 with refine.fixed_threads():  # decode under the same thread count as every encode
                     rec = np.asarray(codec.decompress(data).convert("RGB"))
@@ -85,6 +102,13 @@ def run(images: list[np.ndarray], models: list, efforts: list[int]) -> dict:
                   f"{np.mean([r['psnr'] for r in last]):.2f} dB, "
                   f"{sum(r['encode_s'] for r in last) / sum(r['pixels'] for r in last) * 1e6:.1f} s/Mpx", flush=True)
     return rows
+
+
+def levels(models: list) -> tuple:
+    """The effort levels of the benchmarked curve (codec.refine.levels_for its first model)."""
+    from texpress.codec.checkpoint import load_model
+
+    return refine.levels_for(load_model(models[0].path))
 
 
 def summarise(rows: list[dict], models: list, efforts: list[int]) -> dict:
@@ -102,7 +126,7 @@ def summarise(rows: list[dict], models: list, efforts: list[int]) -> dict:
         p = points(effort)
         sel = [r for r in rows if r["effort"] == effort]
         mpx = sum(r["pixels"] for r in sel) / 1e6
-        entry = {"effort": effort, "iterations": refine.EFFORTS[effort].iterations,
+        entry = {"effort": effort, "iterations": levels(models)[effort].iterations,
                  "encode_s_per_mpx": round(sum(r["encode_s"] for r in sel) / mpx, 2),
                  "decode_s_per_mpx": round(sum(r["decode_s"] for r in sel) / mpx, 3),
                  "points": {k: [round(v, 5) for v in vals] for k, vals in p.items()},
@@ -285,6 +309,9 @@ def main() -> None:
     p.add_argument("--every", type=int, default=1, help="take every Nth image of the folder (sorted)")
     p.add_argument("--models", help="shipped model names, comma-separated (default: the default curve)")
     p.add_argument("--efforts", default=",".join(str(e.level) for e in refine.EFFORTS))
+    p.add_argument("--qualities", default="0,25,50,75,100", help="the qualities a variable-rate model is swept "
+                   "over (its curve)")
+    p.add_argument("--no-classical", action="store_true", help="skip the classical encoders' speed runs")
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--figure", type=Path, default=None)
     p.add_argument("--memory", default=None, help="instead: peak RSS of encodes of these sizes, e.g. "
@@ -320,7 +347,8 @@ def main() -> None:
             for r in run_["rows"]:
                 rows.setdefault((r["model"], r["effort"], r["image"]), r)
         shipped = shipped_models()
-        models = [shipped[n] for n in runs[0]["models"]]
+        models = [Point(shipped[n.split("@q")[0]], float(n.split("@q")[1]) if "@q" in n else None)
+                  for n in runs[0]["models"]]
         efforts = sorted({r["effort"] for r in rows.values()})
         summary = {**{k: runs[0][k] for k in ("images", "image_names", "curve", "models")},
                    **summarise(list(rows.values()), models, efforts), "classical": runs[0]["classical"],
@@ -348,14 +376,14 @@ def main() -> None:
     efforts = [refine.check_effort(e) for e in args.efforts.split(",")]
     if 0 not in efforts:
         efforts = [0, *efforts]
-    models = curve_models(args.models)
+    models = curve_points(curve_models(args.models), [float(q) for q in args.qualities.split(",")])
     print(f"{len(images)} images, {sum(im.shape[0] * im.shape[1] for im in images) / 1e6:.2f} Mpx; "
           f"models {', '.join(m.name for m in models)}; efforts {efforts}", flush=True)
-    classical = classical_speed(images)
+    classical = {} if args.no_classical else classical_speed(images)
     rows = run(images, models, efforts)
     summary = {"images": len(images), "image_names": [item.name for item in items],
-               "curve": models[0].curve, "models": [m.name for m in models], **summarise(rows, models, efforts),
-               "classical": classical, "levels": [vars(e) for e in refine.EFFORTS],
+               "curve": models[0].model.curve, "models": [m.name for m in models], **summarise(rows, models, efforts),
+               "classical": classical, "levels": [vars(e) for e in levels(models)],
                "refine_threads": refine.REFINE_THREADS, "torch": torch.__version__,
                "cpu": platform.processor() or platform.machine(), "rows": rows}
     print_table(summary, models, classical)

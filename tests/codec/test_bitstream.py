@@ -23,7 +23,7 @@ def test_header_fields(codec, tpx):
     assert (h.pad_w, h.pad_h) == (42, 28)
     assert (h.z_w, h.z_h) == (3, 2)
     assert h.fingerprint == codec.fingerprint
-    assert (h.version, h.tile, h.tiles) == (2, 0, 1)
+    assert (h.version, h.tile, h.tiles, h.passes, h.quality, h.effort) == (4, 0, 1, 1, None, 0)
     assert len(tpx) == h.overhead_bytes + h.y_bytes + h.z_bytes + h.alpha_bytes + h.escape_bytes
     json.dumps(h.to_dict())
 
@@ -91,6 +91,31 @@ def test_version_1_files_still_decode_and_are_checked(codec, photos):
     body[36:38] = (7).to_bytes(2, "little")  # z_h
     with pytest.raises(BitstreamError, match="inconsistent"):
         codec.decompress(bytes(body) + zlib.crc32(body).to_bytes(4, "little"))
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_version_2_and_3_files_still_decode(codec, tpx, version):
+    """The same coded segments under the older headers (format 2: no quality, passes or effort; format
+    3: a reserved zero byte where format 4 keeps the effort) decode to the same pixels; their effort
+    reads as not recorded."""
+    import numpy as np
+
+    payload = bitstream.unpack(tpx)
+    header = bitstream.Header(**{**payload.header.to_dict(), "version": version})
+    old = bitstream.pack(header, payload.y_strings, payload.z_string, payload.alpha, payload.y_escapes,
+                         payload.z_escapes)
+    assert old[4] == version and bitstream.read_header(old).effort is None
+    assert len(old) == len(tpx) - (4 if version == 2 else 0)
+    assert np.array_equal(np.asarray(codec.decompress(old)), np.asarray(codec.decompress(tpx)))
+    if version == 3:  # its reserved byte must stay zero
+        with pytest.raises(BitstreamError, match="corrupt"):
+            codec.decompress(forge(old, 43, 1, 1))
+
+
+def test_version_4_records_the_effort_and_newer_versions_are_refused(codec, tpx):
+    assert bitstream.read_header(forge(tpx, 43, 3, 1)).effort == 3  # any effort byte reads back
+    with pytest.raises(BitstreamError, match="unsupported .tpx format version 5"):
+        codec.decompress(forge(tpx, 4, 5, 1))
 
 
 def test_alpha_bomb_is_refused():

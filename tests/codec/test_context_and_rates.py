@@ -48,7 +48,8 @@ def test_round_trip_is_bit_exact_untiled(coder, photos):
     for quality in ([None] if not coder.config.variable_rate else [0.0, 62.5, 100.0]):
         data = coder.compress(image, quality=quality)
         header = bitstream.read_header(data)
-        assert (header.version, header.passes, header.quality) == (3, 2 if coder.model.has_context else 1, quality)
+        assert (header.version, header.passes, header.quality, header.effort) == \
+            (4, 2 if coder.model.has_context else 1, quality, 0)
         assert np.array_equal(pixels(coder.decompress(data)), pixels(coder.reconstruct(image, quality=quality)))
 
 
@@ -92,12 +93,13 @@ def test_quality_is_checked():
         single.compress(np.zeros((64, 64, 3), np.uint8), quality=50)
 
 
-def test_single_rate_hyperprior_files_keep_format_2(codec, photos):
+def test_single_rate_hyperprior_files_have_format_4_too(codec, photos):
     data = codec.compress(crop(photos[0], 128, 128))
-    assert bitstream.read_header(data).version == 2
+    header = bitstream.read_header(data)
+    assert (header.version, header.passes, header.quality, header.effort) == (4, 1, None, 0)
 
 
-def test_a_crafted_version_3_header_is_refused(photos):
+def test_a_crafted_version_4_header_is_refused(photos):
     coder = warm_codec("checkerboard", RATES)
     data = bytearray(coder.compress(crop(photos[0], 128, 128), quality=10))
     quality_at = 4 + 1 + 1 + 2 + 16 + 4 * 4
@@ -137,7 +139,7 @@ def vr_ckpt(tmp_path_factory):
 @pytest.mark.parametrize("argv, fragment", [
     (["--quality", "abc"], "quality must be a number"),
     (["--quality", "-3"], "quality must be from 0 to 100"),
-    (["--effort", "1"], "effort above 0 refines single-rate hyperprior models"),
+    (["--effort", "4"], "effort must be a whole number from 0 to 3"),
 ])
 def test_compress_checks_quality_and_effort_before_any_work(vr_ckpt, tmp_path, monkeypatch, capsys, argv, fragment):
     import sys

@@ -19,6 +19,8 @@ from .conftest import crop, pixels
 from .test_cli import texpress
 
 SHIPPED = "lite-q1"
+VR = "lite-vr"  # the shipped default: checkerboard context and variable rate
+VR_QUALITY = 100.0  # on these small crops the search gains most at the top quality (docs/effort.md)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +36,18 @@ def image(photos):
     return np.ascontiguousarray(pixels(crop(photos[0], 192, 128)))
 
 
+@pytest.fixture(scope="module")
+def shipped_vr() -> Codec:
+    model = by_name(VR)
+    if model is None:
+        pytest.skip("no shipped models in this checkout")
+    return Codec.from_checkpoint(model.path)
+
+
 def rd_loss(codec: Codec, rgb: np.ndarray, data: bytes) -> float:
-    """The objective refinement minimises, measured for real: lambda * bpp (from the bytes) + k_m * MSE."""
-    objective = codec.objective()
+    """The objective refinement minimises, measured for real: lambda * bpp (from the bytes) + k_m * MSE
+    (a variable-rate model's lambda is that of the file's quality)."""
+    objective = codec.objective(quality=bitstream.read_header(data).quality)
     rec = pixels(codec.decompress(data).convert("RGB")).astype(np.float64)
     bpp = 8.0 * len(data) / (rgb.shape[0] * rgb.shape[1])
     return objective.lam * bpp + objective.k_m * float(np.mean((rec - rgb) ** 2))
@@ -46,8 +57,8 @@ def test_effort_files_decode_with_the_unchanged_decoder_and_cost_less(shipped, i
     plain, refined = shipped.compress(image), shipped.compress(image, effort=2)
     assert refined != plain
     header = bitstream.unpack(refined).header
-    assert (header.fingerprint, header.version, header.width, header.height) == \
-        (shipped.fingerprint, bitstream.FORMAT_VERSION, 192, 128)
+    assert (header.fingerprint, header.version, header.width, header.height, header.effort) == \
+        (shipped.fingerprint, bitstream.FORMAT_VERSION, 192, 128, 2)
     fresh = Codec.from_checkpoint(by_name(SHIPPED).path)  # a decoder that never saw the encode
     assert np.array_equal(pixels(fresh.decompress(refined)), pixels(shipped.decompress(refined)))
     assert rd_loss(shipped, image, refined) < rd_loss(shipped, image, plain)
@@ -71,6 +82,33 @@ def test_refined_pieces_join_without_seams_and_tiled_files_decode(shipped, photo
     assert column_error(refined)[496:528].mean() < 1.05 * column_error(plain)[496:528].mean()
 
 
+def test_context_and_variable_rate_files_at_effort_decode_unchanged_and_cost_less(shipped_vr, image):
+    """lite-vr: the rate of both checkerboard passes and the quality's gains and lambda in the search;
+    the bytes come from the same two-pass coder, so the unchanged decoder reads them."""
+    plain = shipped_vr.compress(image, quality=VR_QUALITY)
+    refined = shipped_vr.compress(image, effort=1, quality=VR_QUALITY)
+    assert refined != plain
+    header = bitstream.unpack(refined).header
+    assert (header.version, header.passes, header.quality, header.effort) == \
+        (bitstream.FORMAT_VERSION, 2, VR_QUALITY, 1)
+    fresh = Codec.from_checkpoint(by_name(VR).path)
+    assert np.array_equal(pixels(fresh.decompress(refined)), pixels(shipped_vr.decompress(refined)))
+    assert rd_loss(shipped_vr, image, refined) < rd_loss(shipped_vr, image, plain)
+    # lambda of a quality: log-interpolated between the trained levels like the gains (25: half-way from 2.4 to 1.2)
+    assert shipped_vr.objective(quality=25).lam == pytest.approx((2.4 * 1.2) ** 0.5)
+    assert shipped_vr.objective(quality=100).lam == pytest.approx(0.075)
+
+
+def test_context_tiles_at_effort_stay_inside_their_tiles(shipped_vr, photos):
+    """128-px coding tiles: the refinement pieces follow the tiles, each context inside its own."""
+    rgb = np.ascontiguousarray(pixels(crop(photos[1], 256, 192)))
+    plain = shipped_vr.encode(shipped_vr.load(rgb), tile=128, quality=VR_QUALITY)
+    tiled = shipped_vr.encode(shipped_vr.load(rgb), tile=128, effort=1, quality=VR_QUALITY)
+    assert bitstream.unpack(tiled).header.tiles == 4
+    assert len(refine.pieces((192 // 16, 256 // 16), 0, refine.tiling.Grid(192, 256, 128))) == 4
+    assert rd_loss(shipped_vr, rgb, tiled) < rd_loss(shipped_vr, rgb, plain)
+
+
 SCRIPT = r"""
 import hashlib, sys, warnings
 warnings.filterwarnings("ignore")
@@ -80,24 +118,30 @@ from texpress.codec.api import Codec
 import numpy as np
 codec = Codec.from_checkpoint(sys.argv[1])
 rgb = np.load(sys.argv[2])
-print(hashlib.sha256(codec.compress(rgb, effort=1)).hexdigest(), torch.get_num_threads())
+quality = float(sys.argv[4]) if sys.argv[4] != "-" else None
+print(hashlib.sha256(codec.compress(rgb, effort=1, quality=quality)).hexdigest(), torch.get_num_threads())
 """
 
 
-def test_bytes_are_reproducible_across_runs_processes_and_thread_counts(shipped, image, tmp_path):
+@pytest.mark.parametrize("name, quality", [(SHIPPED, None), (VR, VR_QUALITY)])
+def test_bytes_are_reproducible_across_runs_processes_and_thread_counts(name, quality, image, tmp_path):
     import torch
 
+    if by_name(name) is None:
+        pytest.skip("no shipped models in this checkout")
+    codec = Codec.from_checkpoint(by_name(name).path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        digest = hashlib.sha256(shipped.compress(image, effort=1)).hexdigest()
+        digest = hashlib.sha256(codec.compress(image, effort=1, quality=quality)).hexdigest()
     finally:
         torch.set_num_threads(threads)
     assert torch.get_num_threads() == threads  # the encode restores the caller's thread count
-    assert hashlib.sha256(shipped.compress(image, effort=1)).hexdigest() == digest
+    assert hashlib.sha256(codec.compress(image, effort=1, quality=quality)).hexdigest() == digest
     np.save(tmp_path / "x.npy", image)
     env = {**os.environ, "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(by_name(SHIPPED).path), str(tmp_path / "x.npy"), "3"],
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(by_name(name).path), str(tmp_path / "x.npy"), "3",
+                          "-" if quality is None else str(quality)],
                          env=env, capture_output=True, text=True, check=True).stdout.split()
     assert out == [digest, "3"]
 

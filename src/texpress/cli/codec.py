@@ -21,7 +21,7 @@ from texpress.codec.config import PRESETS, get_preset
 from texpress.codec.files import expand
 from texpress.codec.imageio import IMAGE_SUFFIXES
 from texpress.codec.model import DOWNSCALE, TexpressModel
-from texpress.codec.refine import EFFORTS, check_effort, check_lambda, steps_for
+from texpress.codec.refine import check_effort, check_lambda, levels_for, steps_for
 from texpress.codec.shipped import by_fingerprint, default_model, models_dir, shipped_models
 from texpress.console import EXIT_FAILED_ITEMS, err_console, fail, out_console, report_item_error, warn
 from texpress.errors import TexpressError
@@ -214,7 +214,7 @@ def compress(
             warn(f"{path}: {note}")
         if not effort:
             return codec.encode(image, quality=quality), None, image.width * image.height
-        bar.start(f"  refining {path.name}", steps_for(EFFORTS[effort], image.height, image.width))
+        bar.start(f"  refining {path.name}", steps_for(levels_for(codec.model)[effort], image.height, image.width))
         baseline = len(codec.encode(image, quality=quality))
         data = codec.encode(image, effort=effort, lam=lam, on_step=bar.advance, quality=quality)
         sizes["effort 0"] += baseline

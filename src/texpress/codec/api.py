@@ -69,9 +69,14 @@ class Codec:
         codec.source = path
         return codec
 
-    def objective(self, lam: float | None = None) -> refine.Objective:
+    def objective(self, lam: float | None = None, quality: float | None = None) -> refine.Objective:
         """What encodes at effort > 0 minimise: the model's own rate-distortion trade-off, from its
-        checkpoint or the shipped manifest (codec.refine.objective_for); `lam` overrides lambda."""
+        checkpoint or the shipped manifest (codec.refine.objective_for); a variable-rate model's
+        lambda is that of the quality (default DEFAULT_QUALITY), log-interpolated between its trained
+        levels like the gains (codec.gain). `lam` overrides lambda."""
+        if lam is None and self.config.variable_rate:
+            position = self.model.rate_position(self.check_quality(quality))
+            lam = float(self.model.gains.rate_weight(position).detach()[0])
         if self.meta is None:
             self.meta = read_checkpoint(self.source)["meta"] if self.source is not None else {}
         try:
@@ -114,17 +119,12 @@ class Codec:
         return gain.check_quality(gain.DEFAULT_QUALITY if quality is None else quality)
 
     def check_effort(self, effort) -> int:
-        """An effort level this model can code at (codec.refine): refinement covers single-rate
-        hyperprior models; the others code at effort 0 only."""
-        level = refine.check_effort(effort)
-        if level and (self.model.has_context or self.config.variable_rate):
-            raise ConfigError("effort above 0 refines single-rate hyperprior models (lite-q0..q3, base); "
-                              "this model has a checkerboard context or a variable rate: use effort 0")
-        return level
+        """An effort level (codec.refine): 0 to refine.TOP_EFFORT, for every model."""
+        return refine.check_effort(effort)
 
     def encode(self, image: LoadedImage, tile: int | None = None, effort: int = 0, lam: float | None = None,
                on_step=None, quality: float | None = None) -> bytes:
-        """A loaded image to .tpx bytes (format 2, or 3 for a context or variable-rate model); large
+        """A loaded image to .tpx bytes (format 4, which records the effort); large
         images are coded in tiles (codec.tiling). `quality` (0-100) is a variable-rate model's knob.
 
         effort > 0 refines the latents first (codec.refine): fewer bits for the same decoder, at the
@@ -133,9 +133,9 @@ class Codec:
         quality = self.check_quality(quality)
         if level == 0:
             return self._encode(image, tile, quality)
-        objective = self.objective(refine.check_lambda(lam))
+        objective = self.objective(refine.check_lambda(lam), quality)
         with refine.fixed_threads():
-            return self._encode(image, tile, quality, refine.EFFORTS[level], objective, on_step)
+            return self._encode(image, tile, quality, refine.levels_for(self.model)[level], objective, on_step)
 
     @torch.inference_mode()
     def _encode(self, image: LoadedImage, tile: int | None, quality: float | None,
@@ -144,15 +144,13 @@ class Codec:
         grid = tiling.Grid.for_image(image.height, image.width, tile)
         y = tiling.encode_latent(model.encoder, image.rgb, grid, self.config.latent_channels, self.device)
         z = tiling.hyper_latent(model.h_a, y, grid)
+        g = model.gain(model.rate_position(quality))
         if effort is not None:
-            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step)
-        if effort is not None:
-            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step)
+            y, z = refine.refine(model, image.rgb, y, z, effort, objective, on_step, grid, g)
         medians = self._z_medians()
         z_symbols = torch.round(z - medians).int()
         z_string, z_escapes = entropy.encode(z_symbols.cpu().numpy(), _z_indexes(z_symbols.shape), z_tables)
         z_hat = z_symbols.float() + medians
-        g = model.gain(model.rate_position(quality))
         y_strings, y_escapes = [], []
 
         def code_pass(y_tile: torch.Tensor):
@@ -171,12 +169,11 @@ class Codec:
         for t in grid.tiles():
             side = tiling.tile_params(model.side_params, z_hat, t)
             passes.code_tile(model, side, g, code_pass(y[tiling.y_slice(t)]))
-        version = bitstream.CONTEXT_VERSION if passes.passes(model) > 1 or quality is not None else 2
         header = bitstream.Header(
             fingerprint=self.fingerprint, width=image.width, height=image.height, mode=image.mode,
             pad_h=padding(image.height), pad_w=padding(image.width), z_h=z.shape[-2], z_w=z.shape[-1],
-            y_bytes=0, z_bytes=0, alpha_bytes=0, tile=grid.tile, version=version, quality=quality,
-            passes=passes.passes(model),
+            y_bytes=0, z_bytes=0, alpha_bytes=0, tile=grid.tile, quality=quality,
+            passes=passes.passes(model), effort=0 if effort is None else effort.level,
         )
         alpha = bitstream.encode_alpha(image.alpha) if image.alpha is not None else b""
         return bitstream.pack(header, y_strings, z_string, alpha, y_escapes, z_escapes)

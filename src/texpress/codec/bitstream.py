@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, field
 from texpress.errors import BitstreamError
 
 MAGIC = b"TPX\x1a"
-FORMAT_VERSION = 2  # what this texpress writes for single-rate hyperprior models; it reads 1 to 3
-CONTEXT_VERSION = 3  # written for models with the checkerboard context or variable rate
-READ_VERSIONS = (1, 2, 3)
-NO_QUALITY = 0xFFFF  # version 3: the quality field of a single-rate model
+FORMAT_VERSION = 4  # what this texpress writes, for every model and effort; it reads 1 to 4
+READ_VERSIONS = (1, 2, 3, 4)
+NO_QUALITY = 0xFFFF  # versions 3 and 4: the quality field of a single-rate model
 MAX_PASSES = 2
 MODES = ("RGB", "L", "RGBA", "LA")
 
@@ -33,6 +32,8 @@ HEADER_V2_SIZE = _HEADER_V2.size
 # byte; the segment table has z, z escapes, per tile and pass y and y escapes, alpha
 _HEADER_V3 = struct.Struct("<4sBBH16sIIIIHBB")
 HEADER_V3_SIZE = _HEADER_V3.size
+# version 4: version 3's layout, its last byte the encode effort the file was made at (codec.refine)
+HEADER_SIZES = {1: HEADER_SIZE, 2: HEADER_V2_SIZE, 3: HEADER_V3_SIZE, 4: HEADER_V3_SIZE}
 CRC_SIZE = 4
 PAD = 64
 
@@ -54,8 +55,9 @@ class Header:
     tile: int = 0  # tile side in pixels, 0 = one piece (version 2)
     tiles: int = 1
     escape_bytes: int = 0  # the escape lists together (version 2)
-    quality: float | None = None  # a variable-rate model's quality, 0-100 (version 3)
-    passes: int = 1  # coding passes of y per tile (version 3)
+    quality: float | None = None  # a variable-rate model's quality, 0-100 (versions 3 and 4)
+    passes: int = 1  # coding passes of y per tile (versions 3 and 4)
+    effort: int | None = None  # the encode effort (version 4; None: an older file, which does not record it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +69,7 @@ class Header:
             return HEADER_SIZE + CRC_SIZE
         if self.version == 2:
             return HEADER_V2_SIZE + 4 * (3 + 2 * self.tiles) + CRC_SIZE
-        return HEADER_V3_SIZE + 4 * (3 + 2 * self.tiles * self.passes) + CRC_SIZE
+        return HEADER_V3_SIZE + 4 * (3 + 2 * self.tiles * self.passes) + CRC_SIZE  # versions 3 and 4
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,19 @@ def _padding(size: int) -> int:
 
 def pack(header: Header, y_strings: list[bytes], z_string: bytes, alpha: bytes = b"",
          y_escapes: list[bytes] | None = None, z_escapes: bytes = b"") -> bytes:
-    """Version 2 (or 3, when the header says so) from the header's fingerprint, size, mode, tile,
-    quality and passes, plus the coded segments (y: tile by tile, pass by pass)."""
+    """The header's version (4, or 2 or 3 for the old-format tests) from its fingerprint, size, mode,
+    tile, quality, passes and effort, plus the coded segments (y: tile by tile, pass by pass)."""
     y_escapes = y_escapes if y_escapes is not None else [b""] * len(y_strings)
     segments = [z_string, z_escapes]
     for y, e in zip(y_strings, y_escapes, strict=True):
         segments += [y, e]
     segments.append(alpha)
     fields = (MODES.index(header.mode), 0, bytes.fromhex(header.fingerprint), header.width, header.height, header.tile)
-    if header.version == CONTEXT_VERSION:
+    if header.version in (3, 4):
         quality = NO_QUALITY if header.quality is None else int(round(header.quality * 100))
-        head = _HEADER_V3.pack(MAGIC, 3, *fields, len(y_strings) // header.passes, quality, header.passes, 0)
+        last = (header.effort or 0) if header.version == 4 else 0
+        head = _HEADER_V3.pack(MAGIC, header.version, *fields, len(y_strings) // header.passes, quality,
+                               header.passes, last)
     else:
         head = _HEADER_V2.pack(MAGIC, 2, *fields, len(y_strings))
     table = struct.pack(f"<{len(segments)}I", *map(len, segments))
@@ -133,8 +137,8 @@ def _check_start(data: bytes) -> int:
         raise BitstreamError(f"truncated .tpx file ({len(data)} bytes)")
     version = data[4]
     if version not in READ_VERSIONS:
-        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads 1 to 3)")
-    size = {1: HEADER_SIZE, 2: HEADER_V2_SIZE, 3: HEADER_V3_SIZE}[version]
+        raise BitstreamError(f"unsupported .tpx format version {version} (this texpress reads 1 to 4)")
+    size = HEADER_SIZES[version]
     if len(data) < size + CRC_SIZE:
         raise BitstreamError(f"truncated .tpx file ({len(data)} bytes, header needs {size + CRC_SIZE})")
     return version
@@ -155,13 +159,15 @@ def _parse(data: bytes) -> tuple[Header, list[int]]:
         _check_length(data, HEADER_SIZE + len_y + len_z + len_a + CRC_SIZE)
         header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, z_h, z_w, len_y, len_z, len_a, 1)
         return header, [len_y, len_z, len_a]
-    quality, passes = NO_QUALITY, 1
+    quality, passes, effort = NO_QUALITY, 1, None
     if version == 2:
         _, _, mode, flags, fp, width, height, tile, tiles = _HEADER_V2.unpack_from(data)
         head_size = HEADER_V2_SIZE
     else:
-        _, _, mode, flags, fp, width, height, tile, tiles, quality, passes, zero = _HEADER_V3.unpack_from(data)
+        _, _, mode, flags, fp, width, height, tile, tiles, quality, passes, last = _HEADER_V3.unpack_from(data)
         head_size = HEADER_V3_SIZE
+        zero = last if version == 3 else 0  # version 3's reserved byte is version 4's effort
+        effort = last if version == 4 else None
         if not 1 <= passes <= MAX_PASSES or zero or (quality != NO_QUALITY and quality > 10000):
             raise BitstreamError(f"corrupt .tpx header ({passes} passes, quality field {quality})")
     if mode >= len(MODES) or flags:
@@ -175,7 +181,8 @@ def _parse(data: bytes) -> tuple[Header, list[int]]:
     pad_h, pad_w = _padding(height), _padding(width)
     header = Header(fp.hex(), width, height, MODES[mode], pad_h, pad_w, (height + pad_h) // PAD,
                     (width + pad_w) // PAD, sum(lengths[2:-1:2]), lengths[0], lengths[-1], version, tile, tiles,
-                    lengths[1] + sum(lengths[3:-1:2]), None if quality == NO_QUALITY else quality / 100, passes)
+                    lengths[1] + sum(lengths[3:-1:2]), None if quality == NO_QUALITY else quality / 100, passes,
+                    effort)
     return header, lengths
 
 
@@ -187,7 +194,7 @@ def unpack(data: bytes) -> Payload:
         raise BitstreamError("corrupt .tpx file (checksum mismatch)")
     if header.width == 0 or header.height == 0:
         raise BitstreamError("corrupt .tpx header (zero image size)")
-    off = {1: HEADER_SIZE, 2: HEADER_V2_SIZE, 3: HEADER_V3_SIZE}[header.version]
+    off = HEADER_SIZES[header.version]
     off += 4 * len(lengths) if header.version > 1 else 0
     segments = []
     for n in lengths:

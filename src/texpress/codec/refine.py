@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from texpress.codec import tiling
+from texpress.codec.context import anchor_mask
 from texpress.codec.model import DOWNSCALE, PAD_MULTIPLE, TexpressModel
 from texpress.errors import ConfigError
 
@@ -51,6 +52,8 @@ class Effort:
     surrogate: str = "mixed"  # "mixed" or "sga"
     schedule: str = "cosine"  # "constant" or "cosine" (decays the learning rate to lr_end_frac * lr)
     lr_end_frac: float = 0.1
+    z_lr_frac: float = 1.0  # z's learning rate as a fraction of y's
+    coded_units: bool = False  # steps in units of the coded g * y (a variable-rate model's bins) instead of y
 
 
 EFFORTS: tuple[Effort, ...] = (
@@ -59,7 +62,21 @@ EFFORTS: tuple[Effort, ...] = (
     Effort(2, 50, lr=0.12),
     Effort(3, 150, lr=0.08),
 )
+# Models with the checkerboard context or a variable rate (lite-vr): tuned on lite-vr at qualities 0, 50
+# and 100 (docs/effort.md); a smaller learning rate than the hyperprior models' levels, which at 20
+# steps saved a third less there and at the lowest quality stalled.
+CONTEXT_EFFORTS: tuple[Effort, ...] = (
+    Effort(0, 0),
+    Effort(1, 20, lr=0.08),
+    Effort(2, 50, lr=0.08),
+    Effort(3, 150, lr=0.05),
+)
 TOP_EFFORT = EFFORTS[-1].level
+
+
+def levels_for(model: TexpressModel) -> tuple[Effort, ...]:
+    """The effort levels of a model: CONTEXT_EFFORTS for a context or variable-rate model, else EFFORTS."""
+    return CONTEXT_EFFORTS if model.has_context or model.config.variable_rate else EFFORTS
 
 
 def check_effort(value) -> int:
@@ -164,28 +181,28 @@ def _z_bits(model: TexpressModel, z: torch.Tensor) -> torch.Tensor:
     return -torch.log2(likelihood).sum()
 
 
-def _y_bits(model: TexpressModel, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+def _y_bits(model: TexpressModel, offsets: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Bits of y values at `offsets` from their means (g * y - g * mu, on the coded scale) under the
+    Gaussian conditional with these (gained) scales."""
     gc = model.gaussian_conditional
-    likelihood = gc._likelihood(y, scales, means)
+    likelihood = gc._likelihood(offsets, scales)
     if gc.use_likelihood_bound:
         likelihood = gc.likelihood_lower_bound(likelihood)
     return -torch.log2(likelihood).sum()
 
 
-def _hyper_params(model: TexpressModel, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scales and means of y with gradients (model._y_params snaps them to a grid outside training)."""
-    scales, means = model.h_s(z_hat).chunk(2, dim=1)
-    return scales, means
+Box = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 
 @dataclass
 class Piece:
     """One refined piece: its own latents (variables) inside the crops that give them context."""
 
-    y_box: tuple[int, int, int, int]  # the piece in y pixels (top, bottom, left, right)
-    z_box: tuple[int, int, int, int]
-    y_win: tuple[int, int, int, int]  # the generator's input window in y pixels
-    z_win: tuple[int, int, int, int]  # the hyper-synthesis's input window in z pixels
+    y_box: Box  # the piece in y pixels
+    z_box: Box
+    y_win: Box  # the generator's input window in y pixels
+    z_win: Box  # the hyper-synthesis's input window in z pixels (it covers y_win plus its halo)
+    tiles: tuple[Box, ...] = ()  # the coding tiles (y pixels) that meet y_win: the context stays inside each
 
 
 def _window(box, halo, h, w):
@@ -194,16 +211,30 @@ def _window(box, halo, h, w):
     return t0, t1, l0, l1
 
 
-def pieces(y_shape: tuple[int, int], gen_halo: int, tile: int = REFINE_TILE) -> list[Piece]:
-    """The refinement pieces over the padded image, row by row."""
+def _meet(a: Box, b: Box) -> Box | None:
+    box = (max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3]))
+    return box if box[0] < box[1] and box[2] < box[3] else None
+
+
+def pieces(y_shape: tuple[int, int], gen_halo: int, grid: tiling.Grid | None = None,
+           tile: int = REFINE_TILE) -> list[Piece]:
+    """The refinement pieces: each coding tile of `grid` (default: one piece) cut into `tile`-px
+    pieces, tile by tile and row by row inside a tile, so a piece never straddles a coding tile."""
     yh, yw = y_shape
-    grid = tiling.Grid(yh * DOWNSCALE, yw * DOWNSCALE, tile)
-    r = PAD_MULTIPLE // DOWNSCALE
+    d, r = DOWNSCALE, PAD_MULTIPLE // DOWNSCALE
+    grid = grid if grid is not None else tiling.Grid(yh * d, yw * d, 0)
+    coding = [tuple(v // d for v in t) for t in grid.tiles()]
     out = []
     for top, bottom, left, right in grid.tiles():
-        yb = tuple(v // DOWNSCALE for v in (top, bottom, left, right))
-        zb = tuple(v // PAD_MULTIPLE for v in (top, bottom, left, right))
-        out.append(Piece(yb, zb, _window(yb, gen_halo, yh, yw), _window(zb, tiling.HYPER_HALO, yh // r, yw // r)))
+        for t in range(top, bottom, tile):
+            for l in range(left, right, tile):
+                yb = tuple(v // d for v in (t, min(t + tile, bottom), l, min(l + tile, right)))
+                zb = tuple(v * d // PAD_MULTIPLE for v in yb)
+                y_win = _window(yb, gen_halo, yh, yw)
+                z_cover = (y_win[0] // r, -(-y_win[1] // r), y_win[2] // r, -(-y_win[3] // r))
+                z_win = _window(z_cover, tiling.HYPER_HALO, yh // r, yw // r)
+                tiles = tuple(m for c in coding if (m := _meet(c, y_win)) is not None)
+                out.append(Piece(yb, zb, y_win, z_win, tiles))
     return out
 
 
@@ -230,63 +261,109 @@ def _tau(effort: Effort, step: int) -> float:
     return 0.5 * math.exp(math.log(0.1) * frac)
 
 
+class _Quantiser:
+    """What the loss sees of round(v) for offsets v from the means: `rate` (what the entropy model is
+    charged for) and `dec` (what the decoder reads). hard: the bitstream's own rounding; mixed:
+    uniform noise for the rate, a straight-through rounding for the decoder; sga: one annealed
+    soft rounding for both."""
+
+    def __init__(self, mode: str, gen: torch.Generator, tau: float = 1.0):
+        self.mode, self.gen, self.tau = mode, gen, tau
+
+    def dec(self, v: torch.Tensor) -> torch.Tensor:
+        if self.mode == "hard":
+            return torch.round(v)
+        if self.mode == "sga":
+            return _sga_round(v, self.tau, self.gen)
+        return _ste_round(v)
+
+    def rate(self, v: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        return v + _uniform(self.gen, v) if self.mode == "mixed" else dec
+
+
+def _anchors(box: Box, device) -> torch.Tensor:
+    """The anchor mask over a y box (the parity is that of the whole image: tiles have even sides)."""
+    return anchor_mask(box[1] - box[0], box[3] - box[2], device) ^ bool((box[0] + box[2]) % 2)
+
+
+def piece_loss(model: TexpressModel, piece: Piece, y_p: torch.Tensor, z_p: torch.Tensor, y_ctx: torch.Tensor,
+               z_ctx: torch.Tensor, gain: torch.Tensor | None, q: _Quantiser, target: torch.Tensor,
+               objective: Objective) -> torch.Tensor:
+    """The model's objective for one piece: lam * (bits of its y and z) / pixels + k_m * MSE_255 of
+    its pixels. y is coded as g * y (g = 1 for a single-rate model); with the checkerboard context
+    the anchors are charged under the hyperprior's means and scales and the non-anchors under the
+    context's, which reads the (quantised) anchors of the same coding tile, as codec.passes codes
+    them. The generator reads the piece's quantised latents and, around them, its neighbours' (from
+    y_ctx and z_ctx, the current latents of the windows)."""
+    d, r = DOWNSCALE, PAD_MULTIPLE // DOWNSCALE
+    yb, zb, yw, zw = piece.y_box, piece.z_box, piece.y_win, piece.z_win
+    medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    z_off = z_p - medians
+    z_dec = q.dec(z_off)
+    z_bits = _z_bits(model, q.rate(z_off, z_dec) + medians)
+    z_full = torch.round(z_ctx - medians) + medians  # the neighbours' z as the decoder reads it
+    z_full[_inner(zb, zw)] = z_dec + medians
+    side = model.h_s(z_full)[_inner(yw, (zw[0] * r, zw[1] * r, zw[2] * r, zw[3] * r))]
+    g = 1.0 if gain is None else gain
+    y_full = y_ctx.clone()
+    y_full[_inner(yb, yw)] = y_p
+    y_g = y_full * g
+    scales, means = (t * g for t in side.chunk(2, dim=1))
+    v = y_g - means
+    v_dec = q.dec(v)
+    if model.has_context:
+        anchors = _anchors(yw, y_g.device)
+        y_hat_a = torch.where(anchors, (v_dec + means) / g, 0.0)
+        params = torch.zeros_like(side)
+        for tile in piece.tiles:  # the context never reads across a coding tile's edge
+            sl = _inner(tile, yw)
+            params[sl] = model.context(y_hat_a[sl], side[sl])
+        scales_n, means_n = (t * g for t in params.chunk(2, dim=1))
+        v_n = y_g - means_n
+        v = torch.where(anchors, v, v_n)
+        v_dec = torch.where(anchors, v_dec, q.dec(v_n))
+        means, scales = torch.where(anchors, means, means_n), torch.where(anchors, scales, scales_n)
+    own = _inner(yb, yw)
+    pixels = target.shape[-2] * target.shape[-1]
+    y_bits = _y_bits(model, q.rate(v[own], v_dec[own]), scales[own])
+    loss = objective.lam * (y_bits + z_bits) / pixels
+    if not objective.rate_only:
+        x_hat = model.generator((v_dec + means) / g)
+        top, left = yb[0] * d - yw[0] * d, yb[2] * d - yw[2] * d
+        x_hat = x_hat[:, :, top:top + target.shape[-2], left:left + target.shape[-1]]
+        loss = loss + objective.k_m * torch.mean((x_hat.clamp(0, 1) * 255.0 - target) ** 2)
+    return loss
+
+
 def refine_piece(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torch.Tensor, piece: Piece,
-                 effort: Effort, objective: Objective, seed: int,
+                 effort: Effort, objective: Objective, seed: int, gain: torch.Tensor | None = None,
                  on_step: Callable[[], None] | None = None) -> list[float]:
     """Optimise y and z inside `piece` in place; returns the loss after each step."""
     d = DOWNSCALE
     height, width = rgb.shape[:2]
-    yb, zb, yw, zw = piece.y_box, piece.z_box, piece.y_win, piece.z_win
+    yb, zb = piece.y_box, piece.z_box
     # pixels the piece's distortion is measured on: its own, inside the real image
     top, bottom, left, right = yb[0] * d, min(yb[1] * d, height), yb[2] * d, min(yb[3] * d, width)
     target = torch.from_numpy(np.array(rgb[top:bottom, left:right])).permute(2, 0, 1)[None]
     target = target.to(y.device, torch.float32)
-    pixels = (bottom - top) * (right - left)
-    out_sl = (slice(None), slice(None), slice(top - yw[0] * d, bottom - yw[0] * d),
-              slice(left - yw[2] * d, right - yw[2] * d))
-    y_ctx, z_ctx = _crop(y, yw).clone(), _crop(z, zw).clone()
-    y_in, z_in = _inner(yb, yw), _inner(zb, zw)
-    r = PAD_MULTIPLE // DOWNSCALE
-    # the y rows and columns of the hyper window that the piece's own y occupies
-    p_sl = (slice(None), slice(None), slice((zb[0] - zw[0]) * r, (zb[1] - zw[0]) * r),
-            slice((zb[2] - zw[2]) * r, (zb[3] - zw[2]) * r))
+    y_ctx, z_ctx = _crop(y, piece.y_win).clone(), _crop(z, piece.z_win).clone()
     y_var = _crop(y, yb).clone().requires_grad_(True)
     z_var = _crop(z, zb).clone().requires_grad_(True)
-    medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam([y_var, z_var], lr=effort.lr)
+    opt = torch.optim.Adam([{"params": [y_var], "scale": 1.0}, {"params": [z_var], "scale": effort.z_lr_frac}],
+                           lr=effort.lr)
 
-    def loss_of(y_p: torch.Tensor, z_p: torch.Tensor, step: int, hard: bool = False) -> torch.Tensor:
-        """The surrogate loss at `step`, or (hard) the loss of what the bitstream would code."""
-        z_hat = (torch.round(z_p - medians) if hard else _ste_round(z_p - medians)) + medians
-        z_rate = z_hat if hard else z_p + _uniform(gen, z_p)
-        z_full = z_ctx.clone()
-        z_full[z_in] = z_hat
-        scales, means = _hyper_params(model, z_full)
-        scales, means = scales[p_sl], means[p_sl]
-        if hard:
-            y_rate = y_dec = torch.round(y_p - means) + means
-        elif effort.surrogate == "sga":
-            y_rate = y_dec = _sga_round(y_p - means, _tau(effort, step), gen) + means
-            z_rate = _sga_round(z_p - medians, _tau(effort, step), gen) + medians
-        else:
-            y_rate = y_p + _uniform(gen, y_p)
-            y_dec = _ste_round(y_p - means) + means
-        loss = objective.lam * (_y_bits(model, y_rate, scales, means) + _z_bits(model, z_rate)) / pixels
-        if not objective.rate_only:
-            y_full = y_ctx.clone()
-            y_full[y_in] = y_dec
-            x_hat = model.generator(y_full)[out_sl]
-            loss = loss + objective.k_m * torch.mean((x_hat.clamp(0, 1) * 255.0 - target) ** 2)
-        return loss
+    def loss_of(q: _Quantiser) -> torch.Tensor:
+        return piece_loss(model, piece, y_var, z_var, y_ctx, z_ctx, gain, q, target, objective)
 
+    hard = _Quantiser("hard", gen)
     with torch.no_grad():
-        start = float(loss_of(y_var, z_var, 0, hard=True))
+        start = float(loss_of(hard))  # the loss of what the bitstream would code
     losses: list[float] = []
     for step in range(effort.iterations):
         for group in opt.param_groups:
-            group["lr"] = _lr(effort, step)
-        loss = loss_of(y_var, z_var, step)
+            group["lr"] = _lr(effort, step) * group["scale"]
+        loss = loss_of(_Quantiser(effort.surrogate, gen, _tau(effort, step)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -294,7 +371,7 @@ def refine_piece(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torc
         if on_step is not None:
             on_step()
     with torch.no_grad():
-        end = float(loss_of(y_var, z_var, effort.iterations, hard=True))
+        end = float(loss_of(hard))
     if end < start:  # a search that made the coded piece worse (a step too long) keeps the encoder's latents
         with torch.inference_mode():  # y and z are the encoder's inference tensors, written in place
             y[:, :, yb[0]:yb[1], yb[2]:yb[3]] = y_var.detach()
@@ -303,20 +380,24 @@ def refine_piece(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torc
 
 
 def refine(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torch.Tensor, effort: Effort,
-           objective: Objective, on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           objective: Objective, on_step: Callable[[], None] | None = None, grid: tiling.Grid | None = None,
+           gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Refine the whole image's y and z (the encoder's, from codec.tiling) in place, piece by piece:
     no second copy of them, so a 100-megapixel image needs one piece's activations more than at
-    effort 0."""
+    effort 0. `grid` is the coding tile grid (the context stays inside each tile), `gain` the
+    per-channel gain of a variable-rate model at the coded quality."""
     halo = tiling.generator_halo(model.config)
+    gain = None if gain is None else gain.detach().float()
     with torch.inference_mode(False), torch.enable_grad(), _frozen(model):
-        for i, piece in enumerate(pieces(tuple(y.shape[-2:]), halo) if effort.iterations else []):
-            refine_piece(model, rgb, y, z, piece, effort, objective, SEED + i, on_step)
+        gain = None if gain is None else gain.clone()  # a normal tensor (the encoder's is an inference one)
+        for i, piece in enumerate(pieces(tuple(y.shape[-2:]), halo, grid) if effort.iterations else []):
+            refine_piece(model, rgb, y, z, piece, effort, objective, SEED + i, gain, on_step)
     return y, z
 
 
-def steps_for(effort: Effort, height: int, width: int) -> int:
+def steps_for(effort: Effort, height: int, width: int, tile: int | None = None) -> int:
     """Adam steps an image of this size takes at `effort` (for progress bars)."""
     if effort.iterations == 0:
         return 0
-    yh, yw = (-(-size // PAD_MULTIPLE) * PAD_MULTIPLE // DOWNSCALE for size in (height, width))
-    return effort.iterations * len(pieces((yh, yw), 0))
+    grid = tiling.Grid.for_image(height, width, tile)
+    return effort.iterations * len(pieces((grid.height // DOWNSCALE, grid.width // DOWNSCALE), 0, grid))
