@@ -36,16 +36,28 @@ TRAINABLE = ("all", "generator")
 LATENT_PREFIXES = ("generator.",)  # what a generator-only student may change; everything else decodes y
 
 
+MASKED_CONTEXT = "context.context.weight"
+
+
+def _effective(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with the checkerboard context's weight masked: CompressAI's masked conv zeroes the
+    masked taps in place at its first forward pass, which changes no output."""
+    state = dict(model.state_dict())
+    if MASKED_CONTEXT in state:
+        state[MASKED_CONTEXT] = state[MASKED_CONTEXT] * state["context.context.mask"]
+    return state
+
+
 def latent_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """Every tensor of the state dict outside the generator: the encoder, hyperprior, entropy models,
     context and gains (what decides y and how it is coded)."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(LATENT_PREFIXES)}
+    return {k: v for k, v in _effective(model).items() if not k.startswith(LATENT_PREFIXES)}
 
 
 def decoding_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors a decoder uses to recover y from a file: all but the encoder's, h_a's and the generator's."""
     skip = ("generator.", "encoder.", "h_a.")
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
+    return {k: v for k, v in _effective(model).items() if not k.startswith(skip)}
 
 
 def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
