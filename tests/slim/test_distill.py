@@ -1,8 +1,13 @@
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+
+from texpress.codec.api import Codec
+from texpress.errors import ModelMismatchError
 
 from texpress.codec.checkpoint import build_model, load_model, read_checkpoint, save_checkpoint
 from texpress.codec.model import pad_to_multiple
@@ -14,7 +19,8 @@ TEXPRESS = [sys.executable, "-m", "texpress.cli"]
 
 
 def texpress(*args, cwd=None):
-    return subprocess.run([*TEXPRESS, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "COLUMNS": "300"}  # the report's wide table on one line per row
+    return subprocess.run([*TEXPRESS, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def distance(student, teacher, x) -> float:
@@ -56,6 +62,15 @@ def test_distillation_lowers_the_student_teacher_distance(tmp_path, tiny_teacher
     assert meta["built_from"] == "gen_widths=8/8/6/4/3"
     assert meta["teacher"] == read_checkpoint(tiny_teacher)["fingerprint"]
     assert same_tensors(latent_tensors(after), latent_tensors(teacher))  # frozen: the latent side is the teacher's
+    # the student decodes the teacher's files (same y_hat, its own generator); an unrelated model does not
+    rgb = (np.random.default_rng(1).random((60, 80, 3)) * 255).astype(np.uint8)
+    data = Codec.from_checkpoint(tiny_teacher).compress(rgb, quality=40)
+    student = Codec.from_checkpoint(out / "model.ckpt")
+    y_hat = student.open(data).latent()
+    assert torch.equal(y_hat, Codec.from_checkpoint(tiny_teacher).open(data).latent())
+    assert np.asarray(student.decompress(data)).shape == (60, 80, 3)
+    with pytest.raises(ModelMismatchError):
+        Codec.from_checkpoint(out / "student_init.ckpt").decompress(data)  # built by slim, not a distilled one
 
 
 def test_a_full_student_trains_its_encoder_too(tmp_path, tiny_teacher, photo_dir):
