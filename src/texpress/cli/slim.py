@@ -93,7 +93,7 @@ def distill_command(
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="--backend torch: do not log to MLflow."),
 ) -> None:
     """Fine-tune a slim student against its teacher: output distillation plus the rate-distortion terms."""
-    from texpress.slim.distill import build_student, distill_config, write_student
+    from texpress.slim.distill import build_student, distill_config, record_student_meta, write_student
     from texpress.train.distill import latent_tensors, same_tensors
     from texpress.train.options import OPTIONS, plan
 
@@ -128,9 +128,7 @@ def distill_command(
         out_console.print(summary_table(outcome))
         lines, model_path = [], Path(out) / "model.ckpt"
     if model_path is not None and Path(model_path).is_file():  # keep how the student was made beside its teacher
-        payload = read_checkpoint(model_path)
-        merged = {**payload["meta"], "slim": {**meta.get("slim", {}), **payload["meta"].get("slim", {})}}
-        save_checkpoint(load_model(model_path), model_path, meta=merged)
+        record_student_meta(model_path, meta)
     for line in lines:
         out_console.print(line, highlight=False)
 

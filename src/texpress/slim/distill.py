@@ -62,3 +62,11 @@ def write_student(model: TexpressModel, out_dir: str | os.PathLike, meta: dict) 
     path = out / STUDENT_FILE
     save_checkpoint(model, path, meta=meta)
     return path
+
+
+def record_student_meta(model_path: str | os.PathLike, meta: dict) -> None:
+    """Add how the student was made (its starting checkpoint's `slim` meta: pruning, spec) to the trained
+    checkpoint's own `slim` meta (teacher, decode compatibility); the tensors are unchanged."""
+    payload = read_checkpoint(model_path)
+    merged = {**payload["meta"], "slim": {**meta.get("slim", {}), **payload["meta"].get("slim", {})}}
+    save_checkpoint(load_model(model_path), model_path, meta=merged)
