@@ -107,3 +107,23 @@ def test_smaller_kernels_start_from_the_centre(tmp_path):
     torch.testing.assert_close(student.generator.ups[1][0].weight, teacher.generator.ups[1][0].weight[:, :, 1:4, 1:4])
     assert decode_compatible(student, teacher)
     assert not decode_compatible(build_model(TINY_VR, seed=1), teacher)
+
+
+def test_two_layer_synthesis_student_codes_over_the_teachers_latent(tmp_path):
+    teacher = build_model(TINY_VR, seed=0).eval()
+    cfg = student_config("synthesis=two-layer,gen_widths=6/3/3/3/3,up_kernel=3", teacher.config)
+    student = student_from_teacher(teacher, cfg)
+    assert len(student.generator.ups) == 1 and decode_compatible(student, teacher)
+    # two convs: 3x3 16 -> 6*16 at 1/256 of the pixels, 3x3 6 -> 48 at 1/16; IGDN 6^2 at 1/16
+    expected = (16 * 96 * 9 / 256 + 6 * 48 * 9 / 16 + 36 / 16) / 1e3
+    assert measure(student).generator_kmac_per_px == pytest.approx(expected)
+    path = tmp_path / "two.ckpt"
+    save_checkpoint(student, path)
+    codec = Codec.from_checkpoint(path)
+    rgb = (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8)
+    data = codec.compress(rgb, quality=30)
+    assert np.array_equal(np.asarray(codec.decompress(data)), np.asarray(codec.reconstruct(rgb, quality=30)))
+    with pytest.raises(ConfigError, match="two-layer"):
+        prune_model(student, 0.5)
+    with pytest.raises(ConfigError, match="two-layer"):
+        TINY_VR.replace(synthesis="two-layer", out_kernel=7)

@@ -122,6 +122,8 @@ def prune_model(teacher: TexpressModel, ratio: float, part: str = "generator", c
     if cfg.upscale == "subpixel" and part in ("generator", "all"):
         raise ConfigError("pruning a generator with subpixel upscales is not supported (PixelShuffle groups "
                           "channels in fours); prune a deconv or resize model")
+    if cfg.synthesis != "upscale" and part in ("generator", "all"):
+        raise ConfigError(f"pruning a {cfg.synthesis} synthesis is not supported; prune an upscale generator")
     if criterion == "taylor" and images is None:
         raise ConfigError("the taylor criterion needs photos to measure the loss on (--images)")
     model = copy.deepcopy(teacher).cpu()

@@ -182,7 +182,8 @@ class Distiller:
         total = self.weight * k_m * terms["distill_mse"]
         if self._student_features is not None:
             student, teacher = self._student_features.take(), self._teacher_features.take()
-            feat = sum(F.mse_loss(attention_map(s), attention_map(t)) for s, t in zip(student, teacher))
+            pairs = [(s, t) for s, t in zip(student, teacher) if s.shape[-2:] == t.shape[-2:]]  # same resolution
+            feat = sum((F.mse_loss(attention_map(s), attention_map(t)) for s, t in pairs), x_s.new_zeros(()))
             terms["distill_feature"] = feat
             total = total + self.feature_weight * feat
         terms["distill"] = total
