@@ -1,6 +1,6 @@
-"""Flow `train`: train (or warm start) the codec on Ray, evaluate it, and register it.
+"""Flow `train`: train (or warm start) the codec on Ray, make its slim variant, evaluate both, and register them.
 
-The run's settings go into params.yaml and the DVC stages do the work (`dvc repro train evaluate`),
+The run's settings go into params.yaml and the DVC stages do the work (`dvc repro train slim evaluate`),
 so a run from the UI and `dvc repro` on the same checkout give the same model and the same
 dvc.lock; the checkpoint is then registered through texpress.registry (idempotent: a checkpoint
 registered before keeps its version). A re-run with the same data version, params and code returns
@@ -45,6 +45,10 @@ class TrainParams(BaseModel):
     register_model: bool = Field(True, description="Register the trained model in the MLflow model registry.")
     model_name: Text | None = Field(None, description="Registered model name (default: registry.name, "
                                     "else texpress-PRESET).")
+    slim_ratio: float | None = Field(None, gt=0, le=0.95, description="Slim variant: fraction of the generator's "
+                                     "channels pruned (slim.ratio).")
+    slim_steps: int | None = Field(None, ge=1, description="Slim variant: distillation steps (slim.steps).")
+    register_slim: bool = Field(True, description="Register the slim variant too, as the model name + slim.register_suffix.")
     extra_params: dict[str, Any] = Field({}, description='More params.yaml overrides, e.g. {"train.val_every": 50}.')
     force: bool = Field(False, description="Train even when this data version and these params were trained before.")
 
@@ -53,7 +57,7 @@ class TrainParams(BaseModel):
         fields = {"train.preset": self.preset, "train.init_from": self.init_from, "train.rd_steps": self.rd_steps,
                   "train.gan_steps": self.gan_steps, "train.workers": self.workers,
                   "train.gpus_per_worker": self.gpus_per_worker, "loader.patch_size": self.patch_size,
-                  "loader.batch_size": self.batch_size}
+                  "loader.batch_size": self.batch_size, "slim.ratio": self.slim_ratio, "slim.steps": self.slim_steps}
         return {**{k: v for k, v in fields.items() if v is not None}, **self.extra_params}
 
 
@@ -118,7 +122,7 @@ def fingerprint(repo: Path, stages: list[str], data_version: str, init: str | No
 @task(cache_policy=INPUTS, persist_result=True, retries=1, retry_delay_seconds=30)
 def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address: str | None,
                 warm: bool) -> dict[str, Any]:
-    """`dvc repro train evaluate`; a retry resumes the Ray run from its last checkpoint. A warm start
+    """`dvc repro train slim evaluate`; a retry resumes the Ray run from its last checkpoint. A warm start
     forces the train stage: DVC cannot see that the model behind train.init_from changed."""
     env = {"RAY_ADDRESS": ray_address} if ray_address else None
     if warm:
@@ -133,12 +137,13 @@ def repro_train(repo: Path, stages: list[str], run_fingerprint: str, ray_address
 
 
 @task(**TRANSIENT_RETRIES)
-def register_version(repo: Path, name: str) -> dict[str, Any]:
-    """A model version for models/model.ckpt with its evaluation tags (the same version when that
-    checkpoint is already registered); retried, as the tracking server may be briefly unreachable."""
+def register_version(repo: Path, name: str, model: str = "models/model.ckpt") -> dict[str, Any]:
+    """A model version for `model` (models/model.ckpt, or the slim variant) with its evaluation tags (the
+    same version when that checkpoint is already registered); retried, as the tracking server may be
+    briefly unreachable."""
     from texpress.registry.register import register_checkpoint
 
-    reg = register_checkpoint(repo / "models" / "model.ckpt", name, tracking_uri=tracking_uri(repo),
+    reg = register_checkpoint(repo / model, name, tracking_uri=tracking_uri(repo),
                               eval_summary=repo / "reports" / "eval" / "summary.json", cfg=registry_config(repo))
     return {"name": reg.name, "version": reg.version, "created": reg.created}
 
@@ -164,7 +169,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="train", log_prints=True)
 def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
-    """Train or warm start the codec on Ray, evaluate it against the classical codecs, and register it."""
+    """Train or warm start the codec on Ray, make its slim variant, evaluate both against the classical codecs,
+    and register them."""
     repo = repo_root()
     if params.init_from and not params.init_from.startswith("models:/"):
         check_local_path(params.init_from, repo, "init_from")  # before params.yaml changes
@@ -172,7 +178,7 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
         check_ray(params.ray_address)
     set_params(repo, params.param_changes())
     version = dataset(repo)
-    stages = ["train", "evaluate"]
+    stages = ["train", "slim", "evaluate"]
     init = warm_start_source(repo)
     args = (repo, stages, fingerprint(repo, stages, version, init), params.ray_address, init is not None)
     result = repro_train.with_options(refresh_cache=params.force)(*args)
@@ -181,8 +187,17 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     run_id = result["train"].get("mlflow_run_id")
     registered = register_version(repo, model_name(repo, params.model_name)) if params.register_model else None
     rows = summary(result)
+    slim = None
+    if registered and params.register_slim:
+        from texpress.params import load_params
+        from texpress.slim.config import SlimConfig
+
+        suffix = SlimConfig.from_dict(load_params(repo / "params.yaml", "slim")).register_suffix
+        slim = register_version(repo, registered["name"] + suffix, "models/slim/model.ckpt")
     if registered:
         rows["registered version"] = f"{registered['name']} {registered['version']}"
+    if slim:
+        rows["registered slim version"] = f"{slim['name']} {slim['version']}"
     links = mlflow_links(run_id, registered and registered["name"], registered and registered["version"])
     report("train", f"Training on data version {version[:16]}", rows, links)
-    return {**result, "data_version": version, "mlflow_run_id": run_id, "registered": registered}
+    return {**result, "data_version": version, "mlflow_run_id": run_id, "registered": registered, "slim": slim}

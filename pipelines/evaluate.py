@@ -1,6 +1,7 @@
 """DVC stage `evaluate`: the trained model against the classical codecs on the test split (params: evaluate).
 
-Reads models/model.ckpt and the test shards (data/shards/test/shard-*.tar), writes reports/eval/:
+Reads models/model.ckpt, its slim variant models/slim/model.ckpt (the curve `slim`, beside its teacher's)
+and the test shards (data/shards/test/shard-*.tar), writes reports/eval/:
 metrics.json (declared as DVC metrics), rd.csv and the PNG figures (declared as DVC plots),
 summary.json, per_image.csv and curves/*.json. With MLflow: the numbers and figures go to the run
 named by $MLFLOW_RUN_ID, else (evaluate.mlflow: true) to the run that trained the checkpoint (the
@@ -19,6 +20,7 @@ from texpress.errors import TexpressError
 
 PARAMS = "params.yaml"
 MODEL = "models/model.ckpt"
+SLIM_MODEL = "models/slim/model.ckpt"
 TEST_SHARDS = "data/shards/test"
 OUT = "reports/eval"
 
@@ -50,7 +52,7 @@ def main() -> int:
         cfg = EvalConfig.from_dict(load_params(PARAMS, "evaluate"))
         uri = default_tracking_uri()
         run_id = os.environ.get("MLFLOW_RUN_ID") or (_training_run(MODEL, uri) if cfg.mlflow else None)
-        outcome = run_eval([TEST_SHARDS], [ModelSpec.parse(MODEL)], cfg, OUT, mlflow_run_id=run_id,
+        outcome = run_eval([TEST_SHARDS], [ModelSpec.parse(MODEL), ModelSpec.parse(f"slim={SLIM_MODEL}")], cfg, OUT, mlflow_run_id=run_id,
                            tracking_uri=uri, on_error=report_item_error, on_warning=warn, progress=progress_bar())
         print_summary(outcome)
     except TexpressError as exc:

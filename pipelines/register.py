@@ -4,7 +4,8 @@ promotion gate (params: registry; docs/registry.md).
 Store: $MLFLOW_TRACKING_URI when set, else ./mlflow.db (artifacts in ./mlartifacts), where the train
 stage logged the run. The version carries the evaluate stage's numbers (reports/eval/summary.json)
 as eval.* tags; the gate evaluates it against @champion on registry.images (the test split) and
-moves the aliases. Writes reports/registry/decision.json: the version and the decision (a record of
+moves the aliases. The slim stage's variant (models/slim/model.ckpt) is registered too, under the
+same name plus slim.register_suffix (`texpress registry promote` runs its gate on demand). Writes reports/registry/decision.json: the version and the decision (a record of
 this run, not a DVC output: it depends on the registry's state, which DVC does not see).
 """
 
@@ -20,6 +21,7 @@ from texpress.errors import TexpressError
 
 PARAMS = "params.yaml"
 MODEL = "models/model.ckpt"
+SLIM_MODEL = "models/slim/model.ckpt"
 SUMMARY = "reports/eval/summary.json"
 OUT = Path("reports/registry/decision.json")
 
@@ -37,7 +39,13 @@ def main() -> int:
         registered = register_checkpoint(MODEL, eval_summary=SUMMARY, cfg=cfg)
         out_console.print(f"{'registered' if registered.created else 'already registered:'} {registered.name} "
                           f"version {registered.version}", highlight=False)
-        record = {"registered": asdict(registered), "decision": None}
+        from texpress.slim.config import SlimConfig
+
+        suffix = SlimConfig.from_dict(load_params(PARAMS, "slim")).register_suffix
+        slim = register_checkpoint(SLIM_MODEL, registered.name + suffix, eval_summary=SUMMARY, cfg=cfg)
+        out_console.print(f"{'registered' if slim.created else 'already registered:'} {slim.name} "
+                          f"version {slim.version} (the slim variant)", highlight=False)
+        record = {"registered": asdict(registered), "slim": asdict(slim), "decision": None}
         if cfg.promote:
             decision = promote(registered.name, registered.version, cfg=cfg, on_error=report_item_error)
             print_decision(decision)

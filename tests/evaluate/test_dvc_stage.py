@@ -92,6 +92,8 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
     (repo / "models").mkdir()
     fp = save_checkpoint(build_model(get_preset("lite"), seed=0), repo / "models" / "model.ckpt", meta={"steps": 0})
     run_id = client.create_run(experiment, tags={"model_fingerprint": fp}).info.run_id
+    (repo / "models" / "slim").mkdir()  # the slim stage's variant, evaluated beside its teacher
+    save_checkpoint(build_model(get_preset("lite"), seed=1), repo / "models" / "slim" / "model.ckpt")
     _write_test_shard(repo / "data" / "shards" / "test" / "shard-000000.tar", photo_by_name)
 
     _run(["git", "init", "-q"], repo, env)
@@ -101,7 +103,7 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
     out = repo / "reports" / "eval"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 2
-    assert set(metrics["bd_rate"]) == {"texpress_vs_jpeg", "texpress_vs_webp"}
+    assert set(metrics["bd_rate"]) == {"texpress_vs_jpeg", "texpress_vs_webp", "slim_vs_jpeg", "slim_vs_webp"}
 
     shown = json.loads(_run(dvc + ["metrics", "show", "--json"], repo, env).stdout)
     data = next(iter(shown.values()))["data"]["reports/eval/metrics.json"]["data"]  # rev "" before a commit
@@ -113,7 +115,7 @@ def test_evaluate_stage_repro_metrics_plots_and_mlflow(tmp_path, photo_by_name):
     vega = rendered["reports/eval/rd_long.csv"][0]
     assert vega["type"] == "vega"
     rows = vega["content"]["data"]["values"]
-    assert {r["curve"] for r in rows} == {"texpress", "jpeg", "webp"}
+    assert {r["curve"] for r in rows} == {"texpress", "slim", "jpeg", "webp"}
     assert {r["metric"] for r in rows} >= {"PSNR RGB (dB)", "MS-SSIM RGB (dB)", "checkerboard score"}
     for png in ("rd_psnr.png", "rd_msssim.png", "texture.png", "crops.png"):
         assert rendered[f"reports/eval/{png}"][0]["type"] == "image"

@@ -53,7 +53,8 @@ def test_every_form_field_maps_onto_an_existing_params_key():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     changes = {**IngestParams(min_side=64, val_frac=0.2, test_frac=0.1).param_changes(),
                **TrainParams(preset="lite", init_from="m.ckpt", rd_steps=1, gan_steps=1, workers=1,
-                             gpus_per_worker=0, patch_size=64, batch_size=2).param_changes()}
+                             gpus_per_worker=0, patch_size=64, batch_size=2, slim_ratio=0.4,
+                             slim_steps=5).param_changes()}
     for key in changes:
         section, leaf = key.split(".")
         assert leaf in params[section], key
@@ -66,6 +67,8 @@ def test_parameters_are_validated_before_anything_runs():
         TrainParams(preset="huge")
     with pytest.raises(ValidationError):
         TrainParams(workers=0)
+    with pytest.raises(ValidationError):
+        TrainParams(slim_ratio=1.5)
     with pytest.raises(ValidationError):
         BulkParams(dest_format="zip")
     with pytest.raises(ValidationError):

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from texpress.codec.checkpoint import read_checkpoint
+from texpress.codec.checkpoint import load_model, read_checkpoint, save_checkpoint
 from texpress.evaluate.config import EvalConfig, ModelSpec
 from texpress.evaluate.run import run_eval
+from texpress.slim.prune import prune_model
 
 from ..conftest import isolated_dvc_env
 
@@ -44,7 +45,8 @@ def test_register_stage_in_a_dvc_repo(tmp_path, checkpoints, images, gate_cfg, m
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["register"]
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"register": stage}}, sort_keys=False))
     section = gate_cfg.to_dict() | {"images": ["data/shards/test"], "register_on_train": True}
-    (repo / "params.yaml").write_text(yaml.safe_dump({"registry": section}, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"registry": section, "slim": {"register_suffix": "-slim"}},
+                                                     sort_keys=False))
     shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
     code = [d for d in stage["deps"] if not d.startswith(("models/", "reports/", "data/"))]
     for dep in [*code, "pipelines/train.py"]:
@@ -61,8 +63,11 @@ def test_register_stage_in_a_dvc_repo(tmp_path, checkpoints, images, gate_cfg, m
     payload = read_checkpoint(checkpoints["good"])
     (repo / "models").mkdir()
     shutil.copy(checkpoints["good"], repo / "models" / "model.ckpt")
-    run_eval([str(images)], [ModelSpec.parse(str(repo / "models" / "model.ckpt"))], EvalConfig(baselines=("jpeg",)),
-             repo / "reports" / "eval")
+    (repo / "models" / "slim").mkdir()  # the slim stage's variant: registered beside its teacher
+    slim = save_checkpoint(prune_model(load_model(checkpoints["good"]), 0.5).model, repo / "models" / "slim" / "model.ckpt")
+    run_eval([str(images)], [ModelSpec.parse(str(repo / "models" / "model.ckpt")),
+                             ModelSpec.parse(f"slim={repo / 'models' / 'slim' / 'model.ckpt'}")],
+             EvalConfig(baselines=("jpeg",)), repo / "reports" / "eval")
 
     # the train stage registers at once when params say so (its model names no run: pass the run as it does)
     monkeypatch.chdir(repo)
@@ -83,6 +88,8 @@ def test_register_stage_in_a_dvc_repo(tmp_path, checkpoints, images, gate_cfg, m
 
     record = json.loads((repo / "reports" / "registry" / "decision.json").read_text())
     assert record["registered"]["fingerprint"] == payload["fingerprint"]
+    assert record["slim"]["name"] == "texpress-lite-slim" and record["slim"]["fingerprint"] == slim
+    assert "eval.psnr-rgb" in client.get_model_version("texpress-lite-slim", record["slim"]["version"]).tags
     assert record["decision"]["promoted"] and record["decision"]["champion"] is None  # the PSNR floor: 10 dB
     mv = client.get_model_version_by_alias("texpress-lite", "champion")
     assert str(mv.version) == "1" and "eval.psnr-rgb" in mv.tags and mv.tags["texpress.training_run"] == run_id

@@ -1,4 +1,4 @@
-"""The `texpress` command: one module a command group (codec, train, data, evaluate, registry, bulk).
+"""The `texpress` command: one module a command group (codec, train, data, evaluate, registry, slim, bulk).
 
 This is the top layer: a command turns options and model references into library calls (a
 --model, --from or checkpoint argument is resolved once, by texpress.registry.refs, before any
@@ -22,11 +22,12 @@ def build_app() -> typer.Typer:
     from texpress.cli import data as data_commands
     from texpress.cli import evaluate as evaluate_commands
     from texpress.cli import registry as registry_commands
+    from texpress.cli import slim as slim_commands
     from texpress.cli import train as train_commands
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="texpress: a learned image codec and the pipeline that trains and ships it.")
-    for layer in (codec_commands, train_commands, data_commands, evaluate_commands, registry_commands, bulk_commands):
+    for layer in (codec_commands, train_commands, data_commands, evaluate_commands, registry_commands, slim_commands, bulk_commands):
         layer.register(app)
     return app
 

@@ -85,6 +85,14 @@ class Codec:
             entry = {}
         return refine.objective_for(self.meta, entry, lam)
 
+    def teacher_fingerprint(self) -> str | None:
+        """The model whose files this one decodes too: a slim variant's teacher when the variant kept its
+        latent (checkpoint meta `slim.decode_compatible`, texpress.slim), else None."""
+        if self.meta is None:
+            self.meta = read_checkpoint(self.source)["meta"] if self.source is not None else {}
+        slim = self.meta.get("slim") or {}
+        return slim.get("teacher") if slim.get("decode_compatible") is True else None
+
     @property
     def device(self) -> torch.device:
         """Where the model lives (bulk workers move it to a GPU); inputs follow it."""
@@ -188,7 +196,7 @@ class Codec:
         """Check a .tpx file fully (checksum, model, sizes, tile grid) before anything is allocated."""
         payload = bitstream.unpack(data)
         h = payload.header
-        if h.fingerprint != self.fingerprint:
+        if h.fingerprint != self.fingerprint and h.fingerprint != self.teacher_fingerprint():
             raise ModelMismatchError(
                 f"made by model {h.fingerprint}, but the given model is {self.fingerprint}"
             )

@@ -16,6 +16,7 @@ UPSCALE_KINDS = ("deconv", "subpixel", "resize")
 NORM_KINDS = ("channelnorm", "gdn")
 TRAIN_QUANT_KINDS = ("ste", "noise")
 ENTROPY_KINDS = ("hyperprior", "checkerboard")
+SYNTHESIS_KINDS = ("upscale", "two-layer")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class ModelConfig:
         the hyperprior codes the anchor half of y, then a masked context conv over the decoded anchors
         refines the means and scales of the other half (He et al. 2021; codec.context).
     context_channels: output channels of the checkerboard's context conv (0: latent_channels // 2).
+    synthesis: `upscale` (the head conv, residual blocks and four 2x upscale blocks) or `two-layer`, a
+        shallow synthesis (Yang & Mandt 2023): a 3x3 conv to gen_widths[0] x 16 channels, PixelShuffle(4),
+        IGDN or ChannelNorm + ReLU, then an up_kernel conv to 3 x 16 channels and PixelShuffle(4);
+        gen_widths[1:] and res_blocks are unused (texpress.slim's fewer-layers students).
     rate_lambdas: empty for a single-rate model. Otherwise the rate weights of the trained rate levels,
         highest weight (lowest rate) first: one model codes at any quality between them through
         learned per-channel quantisation gains (codec.gain).
@@ -56,6 +61,7 @@ class ModelConfig:
     entropy: str = "hyperprior"
     context_channels: int = 0
     rate_lambdas: tuple[float, ...] = ()
+    synthesis: str = "upscale"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
@@ -86,6 +92,10 @@ class ModelConfig:
             raise ConfigError("a deconv upscale needs up_kernel >= 2")
         if self.entropy not in ENTROPY_KINDS:
             raise ConfigError(f"entropy must be one of {', '.join(ENTROPY_KINDS)}, got {self.entropy!r}")
+        if self.synthesis not in SYNTHESIS_KINDS:
+            raise ConfigError(f"synthesis must be one of {', '.join(SYNTHESIS_KINDS)}, got {self.synthesis!r}")
+        if self.synthesis == "two-layer" and (self.out_kernel or self.res_blocks):
+            raise ConfigError("a two-layer synthesis has no output conv and no residual blocks (out_kernel 0, res_blocks 0)")
         if self.context_channels < 0:
             raise ConfigError("context_channels must be >= 0")
         lams = self.rate_lambdas

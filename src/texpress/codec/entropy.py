@@ -67,16 +67,28 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: Tables) -> tuple[by
     values = symbols - offsets
     escaped = (values < 0) | (values >= slot)
     coded = np.where(escaped, slot + offsets, symbols)
-    string = RansEncoder().encode_with_indexes(
-        coded.tolist(), indexes.tolist(), tables.cdfs_ext, (tables.sizes + 1).tolist(), tables.offsets.tolist())
+    string = RansEncoder().encode_with_indexes(coded.tolist(), *used_tables(indexes, tables))
     return string, varint_encode(symbols[escaped])
+
+
+def used_tables(indexes: np.ndarray, tables: Tables) -> tuple[list[int], list[list[int]], list[int], list[int]]:
+    """(indexes into the used rows, those rows of cdfs_ext, their sizes + 1, their offsets).
+
+    The coder reads a symbol's table by its index alone, so handing it only the rows a stream uses,
+    renumbered, codes and decodes exactly the same symbols and bytes; it saves converting the unused
+    rows (most of a 256-row Gaussian table) to C++ vectors on every call."""
+    indexes = np.asarray(indexes, np.int64).reshape(-1)
+    present = np.bincount(indexes, minlength=len(tables.cdfs_ext)) > 0
+    used = np.flatnonzero(present)
+    local = (np.cumsum(present) - 1)[indexes]
+    return (local.tolist(), [tables.cdfs_ext[k] for k in used.tolist()], (tables.sizes[used] + 1).tolist(),
+            tables.offsets[used].tolist())
 
 
 def _decode_no_bypass(string: bytes, indexes: np.ndarray, tables: Tables) -> np.ndarray:
     """CompressAI's decoder with the escape path unreachable: reads stay inside the padding."""
     padded = string + bytes(4 * len(indexes) + 8)
-    out = RansDecoder().decode_with_indexes(
-        padded, indexes.tolist(), tables.cdfs_ext, (tables.sizes + 1).tolist(), tables.offsets.tolist())
+    out = RansDecoder().decode_with_indexes(padded, *used_tables(indexes, tables))
     return np.asarray(out, np.int64)
 
 

@@ -57,6 +57,13 @@ class Generator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         w = cfg.gen_widths
+        if cfg.synthesis == "two-layer":  # conv + PixelShuffle(4) + normalisation, conv + PixelShuffle(4)
+            self.head = nn.Sequential(conv(cfg.latent_channels, w[0] * 16, 3), nn.PixelShuffle(4),
+                                      *norm_layers(w[0], cfg.norm, inverse=True))
+            self.blocks = nn.Sequential()
+            self.ups = nn.Sequential(nn.Sequential(conv(w[0], 3 * 16, cfg.up_kernel), nn.PixelShuffle(4)))
+            self.tail = nn.Identity()
+            return
         head_norm = [ChannelNorm(w[0])] if cfg.norm == "channelnorm" else []
         self.head = nn.Sequential(conv(cfg.latent_channels, w[0], 3), *head_norm)
         self.blocks = nn.Sequential(*[ResidualBlock(w[0], cfg.norm) for _ in range(cfg.res_blocks)])

@@ -55,6 +55,11 @@ class TrainConfig:
     seed: model initialisation and data order.
     init_from: warm start from this checkpoint (model.ckpt, a Ray checkpoint folder, train_state.pt, or
         a `models:/NAME@ALIAS` reference where the registry resolves it); null trains from scratch.
+    teacher: distillation (train.distill): a trained model checkpoint the student (the warm start)
+        learns from; null trains without one. distill_weight: weight of the student-teacher MSE, in
+        units of k_m (1: as much as the MSE to the photo). distill_feature: weight of the attention-transfer
+        feature loss on the upscale blocks' outputs (0: off). trainable: `all`, or `generator` (the
+        encoder and entropy model stay frozen, so the student decodes the teacher's files).
     """
 
     preset: str = "lite"
@@ -93,6 +98,10 @@ class TrainConfig:
     storage_path: str = "ray_results"
     seed: int = 0
     init_from: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_feature: float = 0.0
+    trainable: str = "all"
 
     def __post_init__(self) -> None:
         ints = ("rd_steps", "gan_steps", "disc_warmup_steps", "warmup_steps", "workers", "cpus_per_worker",
@@ -104,7 +113,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be an integer, got {value!r}")
             object.__setattr__(self, name, int(value))
         floats = ("gpus_per_worker", "lr", "lr_aux", "lr_disc", "lr_decay", "lr_decay_at", "target_bpp", "lambda_a",
-                  "lambda_b", "rate_ema", "k_m", "k_ms_ssim", "k_p", "beta", "clip_grad_norm")
+                  "lambda_b", "rate_ema", "k_m", "k_ms_ssim", "k_p", "beta", "clip_grad_norm", "distill_weight",
+                  "distill_feature")
         for name in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -147,6 +157,10 @@ class TrainConfig:
             raise ConfigError("train.experiment must not be empty")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise ConfigError(f"train.init_from must be a checkpoint path or a models:/ reference, got {self.init_from!r}")
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
+            raise ConfigError(f"train.teacher must be a checkpoint path or null, got {self.teacher!r}")
+        if self.trainable not in ("all", "generator"):
+            raise ConfigError(f"train.trainable must be all or generator, got {self.trainable!r}")
 
     @property
     def total_steps(self) -> int:

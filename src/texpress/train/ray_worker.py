@@ -171,7 +171,7 @@ def _finish(config, s: Session, result, rank: int, world: int, started: float, t
     # what was trained, not which run trained it: the run id and commit are the MLflow run's tags (found by
     # the fingerprint), so the same training reproduces the same checkpoint bytes (dvc.lock stays as it is)
     meta = {"preset": s.preset, "steps": step, "target_bpp": cfg.target_bpp,
-            "data_version": str(tags.get("data_version", "")), **s.objective_meta()}
+            "data_version": str(tags.get("data_version", "")), **s.objective_meta(), **s.slim_meta()}
     ready = Path(tempfile.mkdtemp(prefix="texpress-final-"))
     try:
         metrics.update(write_final(s, ready, val_items=val_items, tracker=tracker, meta=meta, last=result.last))

@@ -132,7 +132,7 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
         return SingleOutcome(model_path=None, stopped=True, metrics={}, seconds=time.perf_counter() - started,
                              **common)
     meta = {"preset": s.preset, "steps": s.step, "target_bpp": cfg.target_bpp,  # run id, commit: MLflow tags
-            "data_version": tags["data_version"], "backend": "torch", **s.objective_meta()}
+            "data_version": tags["data_version"], "backend": "torch", **s.objective_meta(), **s.slim_meta()}
     metrics = write_final(s, out_dir, val_items=val_items, tracker=tracker, meta=meta, last=result.last)
     write_run_record(out_dir, {"model_fingerprint": metrics.get("model_fingerprint"),
                                "mlflow_run_id": s.run_id or "", "tracking_uri": uri,

@@ -26,6 +26,7 @@ from texpress.errors import CheckpointError
 from texpress.files import write_atomic
 from texpress.train import curves
 from texpress.train.config import TrainConfig
+from texpress.train.distill import Distiller, freeze_latent
 from texpress.train.losses import CodecLoss, load_lpips
 from texpress.train.rate_control import RateController
 from texpress.train.train_step import build_trainables
@@ -97,6 +98,7 @@ class Session:
     resumed_from: list[int] = field(default_factory=list)
     run_id: str | None = None
     warm_start: str | None = None  # the --from source, None from scratch
+    distiller: Distiller | None = None  # the teacher of a distillation run (train.teacher)
 
     @property
     def preset(self) -> str:
@@ -125,6 +127,13 @@ class Session:
         if self.cfg.fixed_lambda and not self.model_cfg.variable_rate:
             return {"lambda": self.cfg.fixed_lambda, "k_m": self.cfg.k_m}
         return {}
+
+    def slim_meta(self) -> dict[str, Any]:
+        """A distilled student's checkpoint records its teacher and whether it decodes the teacher's files."""
+        if self.distiller is None:
+            return {}
+        return {"slim": {**self.distiller.meta(self.t.codec), "distill_weight": self.cfg.distill_weight,
+                         "distill_feature": self.cfg.distill_feature}}
 
     def where(self) -> str:
         if self.resumed:
@@ -155,6 +164,14 @@ def open_session(cfg: TrainConfig, *, device: torch.device, data_seed: int, stat
             disc.load_state_dict(source["disc"])
     model.train()
     disc.train()
+    distiller = None
+    if cfg.teacher is not None:
+        distiller = Distiller.load(cfg.teacher, model_cfg, weight=cfg.distill_weight,
+                                   feature_weight=cfg.distill_feature, trainable=cfg.trainable, device=device)
+        distiller.check_student(model)
+        distiller.attach(model)
+    if cfg.trainable == "generator":
+        freeze_latent(model)  # before the DDP wrapping: DDP then reduces the generator's gradients only
     if wrap is not None:
         model, disc = wrap(model, disc)
     else:
@@ -164,7 +181,7 @@ def open_session(cfg: TrainConfig, *, device: torch.device, data_seed: int, stat
     session = Session(cfg=cfg, model_cfg=model_cfg, t=t, rate=make_rate_controller(cfg),
                       loss_fn=CodecLoss(cfg.k_m, cfg.k_ms_ssim, cfg.k_p, lpips_model), device=device,
                       data_seed=data_seed, run_id=run_id,
-                      warm_start=str(init.get("source")) if init is not None else None)
+                      warm_start=str(init.get("source")) if init is not None else None, distiller=distiller)
     if state is not None:
         t.load_optim_state(state)
         session.rate.load_state_dict(state["rate"])

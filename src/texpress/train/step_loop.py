@@ -24,7 +24,7 @@ from texpress.train.state import Session, step_seed
 from texpress.train.train_step import train_step
 
 LOGGED = ("bpp", "mse", "psnr", "loss_rd", "loss_g", "loss_d", "d_real", "d_fake", "lambda", "distortion",
-          "rate_loss", "aux", "lr", "ms_ssim", "lpips", "loss_adv")
+          "rate_loss", "aux", "lr", "ms_ssim", "lpips", "loss_adv", "distill", "distill_mse", "distill_feature")
 
 
 def say(line: str) -> None:
@@ -108,7 +108,7 @@ def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank
         mpx_per_step = x.shape[0] * x.shape[-2] * x.shape[-1] * world / 1e6
         t1 = time.perf_counter()
         torch.manual_seed(step_seed(cfg.seed, s.step, rank))
-        stats = train_step(s.t, x, s.step, cfg, s.loss_fn, s.rate, amp=amp)
+        stats = train_step(s.t, x, s.step, cfg, s.loss_fn, s.rate, amp=amp, distill=s.distiller)
         t2 = time.perf_counter()
         s.step += 1
         steps_run += 1

@@ -27,6 +27,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from texpress.train.config import TrainConfig
+from texpress.train.distill import Distiller
 from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss, weighted_rate
 from texpress.train.rate_control import RateController
 
@@ -110,7 +111,8 @@ def build_trainables(model: nn.Module, disc: nn.Module, cfg: TrainConfig) -> Tra
     """Adam for the codec, the quantiles (aux) and D; LambdaLR warm-up and decay within each phase."""
     main, aux = split_parameters(model)
     opt_g = torch.optim.Adam(main, lr=cfg.lr)
-    opt_aux = torch.optim.Adam(aux, lr=cfg.lr_aux)
+    # a frozen entropy bottleneck (generator-only distillation) has no aux parameters: an idle placeholder
+    opt_aux = torch.optim.Adam(aux or [nn.Parameter(torch.zeros(1))], lr=cfg.lr_aux)
     opt_d = torch.optim.Adam([p for p in unwrap(disc).parameters() if p.requires_grad], lr=cfg.lr_disc)
     sched_g = LambdaLR(opt_g, functools.partial(_codec_factor, rd_steps=cfg.rd_steps, gan_steps=cfg.gan_steps,
                                                 decay=cfg.lr_decay, decay_at=cfg.lr_decay_at,
@@ -164,9 +166,12 @@ def _float32(out: dict) -> dict:
 
 def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: RateController, *,
                    adversarial: bool, beta: float, clip_grad_norm: float,
-                   amp: torch.dtype | None = None) -> tuple[dict[str, float], dict]:
+                   amp: torch.dtype | None = None, distill: Distiller | None = None) -> tuple[dict[str, float], dict]:
     with autocast(x, amp):
-        out = t.model(x)
+        if distill is not None:
+            out, x_teacher = distill.forward(t.model, x)
+        else:
+            out = t.model(x)
     if amp is not None:
         out = _float32(out)
     terms = loss_fn(out, x)
@@ -179,11 +184,15 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
     loss_rd = rate_term + terms["distortion"]
     loss_g = loss_rd
     stats: dict[str, float] = {}
+    if distill is not None:
+        distill_terms = distill.loss(out, x_teacher, loss_fn.k_m)
+        loss_g = loss_g + distill_terms["distill"]
+        stats.update({k: _f(v) for k, v in distill_terms.items()})
     if adversarial:
         with frozen(t.discriminator) as d, autocast(x, amp):
             fake = d(out["x_hat"], out["y_hat"].detach()).float()
         adv = generator_adversarial_loss(fake)
-        loss_g = loss_rd + beta * adv
+        loss_g = loss_g + beta * adv
         stats["loss_adv"] = _f(adv)
     t.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
@@ -220,7 +229,10 @@ def discriminator_step(t: Trainables, x: torch.Tensor, out: dict, *, clip_grad_n
 
 
 def aux_step(t: Trainables) -> float:
-    """The entropy bottleneck's aux loss on its own optimizer; gradients averaged over ranks."""
+    """The entropy bottleneck's aux loss on its own optimizer; gradients averaged over ranks (nothing to
+    do when the entropy bottleneck is frozen: a generator-only distillation)."""
+    if not t.aux_params:
+        return 0.0
     aux = t.codec.aux_loss()
     t.opt_aux.zero_grad(set_to_none=True)
     aux.backward()
@@ -236,12 +248,13 @@ def aux_step(t: Trainables) -> float:
 
 
 def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss_fn: CodecLoss,
-               rate: RateController, amp: torch.dtype | None = None) -> dict[str, float]:
+               rate: RateController, amp: torch.dtype | None = None,
+               distill: Distiller | None = None) -> dict[str, float]:
     """Global step `step` (0-based): phase 1 below cfg.rd_steps, adversarial from there on (D alone
-    over the phase's first cfg.disc_warmup_steps)."""
+    over the phase's first cfg.disc_warmup_steps); with `distill`, against a teacher (train.distill)."""
     phase = cfg.phase(step)
     stats, out = generator_step(t, x, loss_fn, rate, adversarial=phase == "gan", beta=cfg.beta,
-                                clip_grad_norm=cfg.clip_grad_norm, amp=amp)
+                                clip_grad_norm=cfg.clip_grad_norm, amp=amp, distill=distill)
     if phase != "rd":
         stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm, amp=amp))
     stats["aux"] = aux_step(t)
