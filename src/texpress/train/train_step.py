@@ -27,7 +27,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from texpress.train.config import TrainConfig
-from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss, weighted_rate
+from texpress.train.losses import (CodecLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss,
+                                   weighted_rate)
 from texpress.train.rate_control import RateController
 
 
@@ -164,7 +165,7 @@ def _float32(out: dict) -> dict:
 
 def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: RateController, *,
                    adversarial: bool, beta: float, clip_grad_norm: float,
-                   amp: torch.dtype | None = None) -> tuple[dict[str, float], dict]:
+                   amp: torch.dtype | None = None, k_fm: float = 0.0) -> tuple[dict[str, float], dict]:
     with autocast(x, amp):
         out = t.model(x)
     if amp is not None:
@@ -180,11 +181,21 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
     loss_g = loss_rd
     stats: dict[str, float] = {}
     if adversarial:
+        y = out["y_hat"].detach()
         with frozen(t.discriminator) as d, autocast(x, amp):
-            fake = d(out["x_hat"], out["y_hat"].detach()).float()
-        adv = generator_adversarial_loss(fake)
+            if k_fm > 0:  # x' and x in one pass: one spectral-norm estimate for both sides
+                halves = [f.chunk(2) for f in d.features(torch.cat([out["x_hat"], x]), torch.cat([y, y]))]
+                fake_feats, real_feats = [h[0] for h in halves], [h[1].detach() for h in halves]
+                fake = fake_feats[-1]
+            else:
+                fake = d(out["x_hat"], y)
+        adv = generator_adversarial_loss(fake.float())
         loss_g = loss_rd + beta * adv
         stats["loss_adv"] = _f(adv)
+        if k_fm > 0:
+            fm = feature_matching_loss(fake_feats, real_feats)
+            loss_g = loss_g + k_fm * fm
+            stats["loss_fm"] = _f(fm)
     t.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     if clip_grad_norm > 0:
@@ -194,7 +205,7 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
         "bpp": _f(terms["bpp"]), "mse": _f(terms["mse"]), "distortion": _f(terms["distortion"]),
         "rate_loss": _f(rate_term), "loss_rd": _f(loss_rd), "loss_g": _f(loss_g), "lambda": lam,
     })
-    for extra in ("ms_ssim", "lpips"):
+    for extra in ("ms_ssim", "lpips", "fft"):
         if extra in terms:
             stats[extra] = _f(terms[extra])
     return stats, out
@@ -241,7 +252,7 @@ def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss
     over the phase's first cfg.disc_warmup_steps)."""
     phase = cfg.phase(step)
     stats, out = generator_step(t, x, loss_fn, rate, adversarial=phase == "gan", beta=cfg.beta,
-                                clip_grad_norm=cfg.clip_grad_norm, amp=amp)
+                                clip_grad_norm=cfg.clip_grad_norm, amp=amp, k_fm=cfg.k_fm)
     if phase != "rd":
         stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm, amp=amp))
     stats["aux"] = aux_step(t)
