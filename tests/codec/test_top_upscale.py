@@ -163,3 +163,30 @@ def test_models_init_derives_a_top_upscale_model_from_lite_q1(tmp_path):
     bad = texpress("models", "init", "--preset", "lite", "--top-upscale", "bicubic", "-o", str(tmp_path / "b.ckpt"))
     assert bad.returncode != 0 and "error: top_upscale must be one of" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_fitting_a_derived_top_upscale_restores_the_quality(tmp_path):
+    """train.top_fit: a fresh resize top block on lite-q1 codes garbage; the L-BFGS fit on a few crops
+    brings it near lite-q1's own PSNR on them, changing nothing below the top block."""
+    from texpress.samples import sample_photos
+    from texpress.train.top_fit import fit_top_upscale, photo_crops
+
+    photos = sample_photos()
+    if len(photos) < 4:
+        pytest.skip("the sample photos of scikit-image / scikit-learn are missing")
+    for p in photos:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    crops = photo_crops(tmp_path, 8, seed=1)
+    assert crops.shape == (8, 3, 128, 128)
+    source = read_checkpoint(SHIPPED / "lite-q1.ckpt")
+    own = build_model(ModelConfig.from_dict(source["config"]))
+    own.load_state_dict(source["state_dict"])
+    own_psnr = fit_top_upscale(own, crops, iterations=1)["psnr_before"]
+    model = build_model(ModelConfig.from_dict(source["config"]).replace(top_upscale="resize", top_upscales=1,
+                                                                       top_kernel=3), seed=0)
+    transplant(model, source["state_dict"])
+    below = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("generator.ups.3.")}
+    fit = fit_top_upscale(model, crops, iterations=60)
+    assert fit["psnr_before"] < own_psnr - 10
+    assert fit["psnr_after"] > own_psnr - 1.0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in below.items())
