@@ -295,14 +295,25 @@ def models_init(
     preset: str = typer.Option(..., "--preset", "-p", help="Preset name (see `texpress models list`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.ckpt or .safetensors)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initial weights."),
-    upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv or subpixel."),
+    upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv, subpixel "
+                                          "or resize."),
     train_quant: Optional[str] = typer.Option(None, "--train-quant", help="Override what the generator reads in "
                                               "training: ste (rounded latents) or noise (latents plus noise)."),
     entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior or "
                                           "checkerboard."),
+    top_upscale: Optional[str] = typer.Option(None, "--top-upscale", help="Kind of the top upscale blocks (those "
+                                              "nearest the image): deconv, subpixel or resize."),
+    top_upscales: int = typer.Option(1, "--top-upscales", help="How many top upscale blocks --top-upscale "
+                                     "replaces (1 or 2)."),
+    top_kernel: int = typer.Option(0, "--top-kernel", help="Their kernel size (0: the preset's up_kernel); "
+                                   "4 with deconv is a 4x4 transposed conv."),
     from_ckpt: Optional[str] = typer.Option(None, "--from", help="Start from this checkpoint's weights wherever "
                                             "names and shapes match (a shipped name, a path or models:/ URI); "
                                             "the rest (a new context model, rate gains) starts fresh."),
+    fit_top: Optional[Path] = typer.Option(None, "--fit-top", help="With --from and --top-upscale: fit the new top "
+                                           "upscale to random crops of this folder's photos (MSE, the rest fixed: "
+                                           "the rate does not change) before writing."),
+    fit_crops: int = typer.Option(64, "--fit-crops", help="Crops (128 px) --fit-top fits on."),
     force: bool = FORCE_OPTION,
 ) -> None:
     """Write an untrained, ready-to-code checkpoint (for tests and as a training start)."""
@@ -310,6 +321,8 @@ def models_init(
         raise fail(f"{output} exists (use --force to overwrite)")
     cfg = get_preset(preset)
     overrides = {k: v for k, v in {"upscale": upscale, "train_quant": train_quant, "entropy": entropy}.items() if v}
+    if top_upscale:
+        overrides.update(top_upscale=top_upscale, top_upscales=top_upscales, top_kernel=top_kernel)
     meta = {"preset": preset, "seed": seed, "trained": False}
     try:
         cfg = cfg.replace(**overrides)
@@ -317,6 +330,15 @@ def models_init(
         if from_ckpt:
             fresh = transplant(model, read_checkpoint(resolve_checkpoint(from_ckpt))["state_dict"])
             meta.update({"trained": True, "init_from": from_ckpt, "fresh_tensors": fresh})
+        if fit_top is not None:
+            if not (from_ckpt and top_upscale):
+                raise fail("--fit-top needs --from and --top-upscale")
+            from texpress.train.top_fit import fit_top_upscale, photo_crops
+
+            fit = fit_top_upscale(model, photo_crops(fit_top, fit_crops, seed=seed))
+            meta["top_fit"] = {"photos": str(fit_top), "crops": fit_crops, **{k: round(v, 3) for k, v in fit.items()}}
+            out_console.print(f"top upscale fitted on {fit_crops} crops: {fit['psnr_before']:.2f} -> "
+                              f"{fit['psnr_after']:.2f} dB", markup=False)
     except TexpressError as exc:
         raise fail(str(exc))
     try:

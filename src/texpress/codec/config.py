@@ -44,6 +44,11 @@ class ModelConfig:
     rate_lambdas: empty for a single-rate model. Otherwise the rate weights of the trained rate levels,
         highest weight (lowest rate) first: one model codes at any quality between them through
         learned per-channel quantisation gains (codec.gain).
+    top_upscale, top_upscales, top_kernel: the upper-layer study (docs/texture.md). The top
+        `top_upscales` (0, 1 or 2) of the four upscale blocks, those nearest the image, use the kind
+        `top_upscale` with a top_kernel x top_kernel kernel (0: up_kernel) instead of `upscale`:
+        e.g. a 4x4 deconv, whose kernel the stride divides, or a sub-pixel conv, on a trained 5x5
+        deconv model. 0 (the default) changes nothing.
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -62,6 +67,9 @@ class ModelConfig:
     context_channels: int = 0
     rate_lambdas: tuple[float, ...] = ()
     synthesis: str = "upscale"
+    top_upscale: str = "deconv"
+    top_upscales: int = 0
+    top_kernel: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
@@ -90,6 +98,12 @@ class ModelConfig:
             raise ConfigError("down_kernel must be >= 2 and up_kernel >= 1")
         if self.upscale == "deconv" and self.up_kernel < 2:
             raise ConfigError("a deconv upscale needs up_kernel >= 2")
+        if self.top_upscale not in UPSCALE_KINDS:
+            raise ConfigError(f"top_upscale must be one of {', '.join(UPSCALE_KINDS)}, got {self.top_upscale!r}")
+        if self.top_upscales not in (0, 1, 2):
+            raise ConfigError(f"top_upscales must be 0, 1 or 2, got {self.top_upscales!r}")
+        if self.top_kernel < 0 or (self.top_upscale == "deconv" and self.top_upscales and self.top_kernel == 1):
+            raise ConfigError("top_kernel must be 0 (up_kernel) or at least 1 (2 for a deconv)")
         if self.entropy not in ENTROPY_KINDS:
             raise ConfigError(f"entropy must be one of {', '.join(ENTROPY_KINDS)}, got {self.entropy!r}")
         if self.synthesis not in SYNTHESIS_KINDS:
@@ -106,16 +120,26 @@ class ModelConfig:
     def variable_rate(self) -> bool:
         return bool(self.rate_lambdas)
 
+    def upscale_of(self, block: int) -> tuple[str, int]:
+        """(kind, kernel) of upscale block 0..3 (3 is the one nearest the image)."""
+        if block >= 4 - self.top_upscales:
+            return self.top_upscale, self.top_kernel or self.up_kernel
+        return self.upscale, self.up_kernel
+
     @property
     def context_width(self) -> int:
         return self.context_channels or max(1, self.latent_channels // 2)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only (lists, ints, str) so checkpoints load with weights_only=True."""
+        """Plain types only (lists, ints, str) so checkpoints load with weights_only=True; the top_*
+        fields only where a top upscale is set."""
         d = asdict(self)
         d["enc_widths"] = list(self.enc_widths)
         d["gen_widths"] = list(self.gen_widths)
         d["rate_lambdas"] = list(self.rate_lambdas)
+        if not self.top_upscales:  # the checkpoints written before the study keep their exact bytes
+            for name in ("top_upscale", "top_upscales", "top_kernel"):
+                d.pop(name)
         return d
 
     @classmethod

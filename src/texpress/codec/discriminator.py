@@ -30,7 +30,22 @@ class ConditionalDiscriminator(nn.Module):
         layers.append(spectral_norm(nn.Conv2d(widths[-1], 1, 1)))
         self.net = nn.Sequential(*layers)
 
+    def _input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = F.interpolate(self.cond(y), scale_factor=DOWNSCALE, mode="nearest")
+        return torch.cat([x, c], dim=1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Patch logits, one per 8x8 region of x. y is detached by the caller when D must not train E."""
-        c = F.interpolate(self.cond(y), scale_factor=DOWNSCALE, mode="nearest")
-        return self.net(torch.cat([x, c], dim=1))
+        return self.net(self._input(x, y))
+
+    def features(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """The activation after each LeakyReLU, then the logits: what feature matching compares
+        (pix2pixHD, Wang et al. 2018)."""
+        h = self._input(x, y)
+        feats = []
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(h)
+        feats.append(h)
+        return feats

@@ -67,7 +67,7 @@ class Generator(nn.Module):
         head_norm = [ChannelNorm(w[0])] if cfg.norm == "channelnorm" else []
         self.head = nn.Sequential(conv(cfg.latent_channels, w[0], 3), *head_norm)
         self.blocks = nn.Sequential(*[ResidualBlock(w[0], cfg.norm) for _ in range(cfg.res_blocks)])
-        self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], cfg.upscale, cfg.up_kernel, cfg.norm,
+        self.ups = nn.Sequential(*[up_block(w[i], w[i + 1], *cfg.upscale_of(i), cfg.norm,
                                             last=(i == 3 and not cfg.out_kernel)) for i in range(4)])
         self.tail = conv(w[4], 3, cfg.out_kernel) if cfg.out_kernel else nn.Identity()
 

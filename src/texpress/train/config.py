@@ -39,7 +39,9 @@ class TrainConfig:
     k_m: weight of the MSE (0-255 scale). k_ms_ssim: weight of (1 - MS-SSIM), 0 = off.
     k_p, lpips_weights, lpips_net: LPIPS weight, a local weights file (never downloaded; null = off)
         and its backbone (alex, vgg, squeeze).
+    k_fft: weight of the Fourier amplitude term |A(x') - A(x)| (losses.fourier_amplitude_loss), 0 = off.
     beta: weight of the adversarial term -log D(x', y) in phase 2.
+    k_fm: weight of D's feature matching (pix2pixHD) in phase 2, 0 = off.
     disc_warmup_steps: the first steps of phase 2 train D only: the codec goes on with the
         rate-distortion loss (beta 0) until D has learned to tell x from x' (a fresh D facing a
         trained codec sits at chance for hundreds of steps and gives the generator no signal).
@@ -85,6 +87,8 @@ class TrainConfig:
     lpips_weights: str | None = None
     lpips_net: str = "alex"
     beta: float = 0.15
+    k_fm: float = 0.0
+    k_fft: float = 0.0
     disc_warmup_steps: int = 0
     clip_grad_norm: float = 1.0
     checkpoint_every: int = 100
@@ -113,8 +117,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be an integer, got {value!r}")
             object.__setattr__(self, name, int(value))
         floats = ("gpus_per_worker", "lr", "lr_aux", "lr_disc", "lr_decay", "lr_decay_at", "target_bpp", "lambda_a",
-                  "lambda_b", "rate_ema", "k_m", "k_ms_ssim", "k_p", "beta", "clip_grad_norm", "distill_weight",
-                  "distill_feature")
+                  "lambda_b", "rate_ema", "k_m", "k_ms_ssim", "k_p", "beta", "k_fm", "k_fft", "clip_grad_norm",
+                  "distill_weight", "distill_feature")
         for name in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -199,7 +203,8 @@ def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None
                  gan_steps: int | None = None, disc_warmup: int | None = None, lr: float | None = None,
                  warmup: int | None = None, fixed_lambda: float | None = None, target_bpp: float | None = None,
                  checkpoint_every: int | None = None, batch_size: int | None = None, crop: int | None = None,
-                 seed: int | None = None) -> tuple[TrainConfig, Any]:
+                 seed: int | None = None, beta: float | None = None, k_fm: float | None = None,
+                 k_fft: float | None = None, lr_disc: float | None = None) -> tuple[TrainConfig, Any]:
     """(TrainConfig, LoaderConfig) with the command-line overrides that are not None.
 
     steps is the total; gan_steps (0: no adversarial phase) takes its share from it, else the
@@ -207,14 +212,16 @@ def with_options(cfg: TrainConfig, loader_cfg: Any, *, preset: str | None = None
     the adversarial phase."""
     changes = {k: v for k, v in {"preset": preset, "lr": lr, "warmup_steps": warmup, "fixed_lambda": fixed_lambda,
                                  "target_bpp": target_bpp, "checkpoint_every": checkpoint_every,
-                                 "seed": seed}.items() if v is not None}
+                                 "seed": seed, "beta": beta, "k_fm": k_fm, "k_fft": k_fft,
+                                 "lr_disc": lr_disc}.items() if v is not None}
     if changes:
         cfg = cfg.replace(**changes)
     if gan_steps is not None:
         total = steps if steps is not None else cfg.total_steps
         if not 0 <= gan_steps < total:
             raise ConfigError(f"--gan-steps must be at least 0 and below the total steps ({total}), got {gan_steps}")
-        cfg = cfg.replace(rd_steps=total - gan_steps, gan_steps=gan_steps)
+        warm = {"disc_warmup_steps": disc_warmup} if disc_warmup is not None else {}
+        cfg = cfg.replace(rd_steps=total - gan_steps, gan_steps=gan_steps, **warm)  # one check of the three
     elif steps is not None:
         cfg = cfg.with_total_steps(steps)
     if disc_warmup is not None:

@@ -1,10 +1,12 @@
 """Losses of HiFiC-style training.
 
     generator:      L_G = lambda * r(y) + d(x, x') - beta * log D(x', y)
-    distortion:     d   = k_m * MSE_255 + k_ms_ssim * (1 - MS-SSIM) + k_p * LPIPS
+    distortion:     d   = k_m * MSE_255 + k_ms_ssim * (1 - MS-SSIM) + k_p * LPIPS + k_fft * |A(x') - A(x)|
+    feature match:  k_fm * mean_l |D_l(x', y) - D_l(x, y)|  (adversarial phase only)
     discriminator:  L_D = -log(1 - D(x', y)) - log D(x, y)
 
-r is in bits per pixel (y and z together, from the hyperprior likelihoods). MSE_255 is the mean
+A is the amplitude spectrum (fourier_amplitude_loss), D_l the activations of D's layers (both need
+no downloaded weights). r is in bits per pixel (y and z together, from the hyperprior likelihoods). MSE_255 is the mean
 squared error on the 0-255 scale, which is what HiFiC's k_M = 0.075 * 2^-5 weights. D(.) is the
 sigmoid of the discriminator's patch logits; the logs are computed with softplus for stability
 (-log sigmoid(l) = softplus(-l), -log(1 - sigmoid(l)) = softplus(l)), and the generator uses the
@@ -127,9 +129,11 @@ def load_lpips(path: str | Path, net: str = "alex") -> torch.nn.Module:
 class CodecLoss(torch.nn.Module):
     """The distortion d(x, x') and the rate r, with the weights of the run."""
 
-    def __init__(self, k_m: float, k_ms_ssim: float = 0.0, k_p: float = 1.0, lpips_model: torch.nn.Module | None = None):
+    def __init__(self, k_m: float, k_ms_ssim: float = 0.0, k_p: float = 1.0, lpips_model: torch.nn.Module | None = None,
+                 k_fft: float = 0.0):
         super().__init__()
         self.k_m = k_m
+        self.k_fft = k_fft
         self.k_ms_ssim = k_ms_ssim
         self.k_p = k_p
         self.lpips = lpips_model
@@ -149,8 +153,29 @@ class CodecLoss(torch.nn.Module):
             perceptual = self.lpips(x_hat, x, normalize=True).mean()
             dist = dist + self.k_p * perceptual
             terms["lpips"] = perceptual
+        if self.k_fft > 0:
+            amplitude = fourier_amplitude_loss(x_hat, x)
+            dist = dist + self.k_fft * amplitude
+            terms["fft"] = amplitude
         terms["distortion"] = dist
         return terms
+
+
+def feature_matching_loss(fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]) -> torch.Tensor:
+    """pix2pixHD's feature matching: the mean over D's layers of the L1 distance between its
+    activations on x' and on x (x's detached). It asks x' to look like x to every layer of D, a
+    denser and steadier signal than D's verdict alone, and needs no downloaded network."""
+    return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+
+
+def fourier_amplitude_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 distance of the amplitude spectra |FFT| (orthonormal, per channel) of x' and x (Fuoli et al.
+    2021, "Fourier space losses"). It ignores phase, so an MSE-blurred x' pays for the texture energy
+    it lost wherever that energy sits, and an x' with a periodic lattice pays for the spectral peaks
+    it added."""
+    a_hat = torch.fft.rfft2(x_hat.float(), norm="ortho").abs()
+    a = torch.fft.rfft2(x.float(), norm="ortho").abs()
+    return F.l1_loss(a_hat, a)
 
 
 def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("gan_steps", ("--gan-steps",), int, "Steps of the adversarial phase, out of the total (0: none)."),
     Option("disc_warmup", ("--disc-warmup",), int, "The adversarial phase's first steps train D only; the codec "
            "stays on the rate-distortion loss meanwhile."),
+    Option("beta", ("--beta",), float, "Weight of the adversarial term -log D(x', y)."),
+    Option("k_fm", ("--feature-matching",), float, "Weight of D's feature matching (pix2pixHD) in the adversarial "
+           "phase (0: off)."),
+    Option("k_fft", ("--fourier",), float, "Weight of the Fourier amplitude distortion |A(x') - A(x)| (0: off)."),
+    Option("lr_disc", ("--lr-disc",), float, "Adam learning rate of the discriminator."),
     Option("batch_size", ("--batch-size",), int, "Crops per batch (per worker)."),
     Option("crop", ("--crop",), int, "Side of the square training crops."),
     Option("lr", ("--lr",), float, "Adam learning rate of the codec."),
@@ -138,7 +143,8 @@ def plan(values: dict[str, Any], local_params: bool = True) -> Plan:
                                    disc_warmup=v["disc_warmup"], lr=v["lr"], warmup=v["warmup"],
                                    fixed_lambda=v["fixed_lambda"], target_bpp=v["target_bpp"],
                                    checkpoint_every=v["checkpoint_every"], batch_size=v["batch_size"],
-                                   crop=v["crop"], seed=v["seed"])
+                                   crop=v["crop"], seed=v["seed"], beta=v["beta"], k_fm=v["k_fm"],
+                                   k_fft=v["k_fft"], lr_disc=v["lr_disc"])
     init_from = v["init_from"] if v["init_from"] is not None else cfg.init_from  # params.yaml's train.init_from
     return Plan(backend, cfg, loader_cfg, init_from, dict(v))
 

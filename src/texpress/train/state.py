@@ -179,7 +179,7 @@ def open_session(cfg: TrainConfig, *, device: torch.device, data_seed: int, stat
     t = build_trainables(model, disc, cfg)
     lpips_model = load_lpips(cfg.lpips_weights, cfg.lpips_net).to(device) if cfg.lpips_weights else None
     session = Session(cfg=cfg, model_cfg=model_cfg, t=t, rate=make_rate_controller(cfg),
-                      loss_fn=CodecLoss(cfg.k_m, cfg.k_ms_ssim, cfg.k_p, lpips_model), device=device,
+                      loss_fn=CodecLoss(cfg.k_m, cfg.k_ms_ssim, cfg.k_p, lpips_model, k_fft=cfg.k_fft), device=device,
                       data_seed=data_seed, run_id=run_id,
                       warm_start=str(init.get("source")) if init is not None else None, distiller=distiller)
     if state is not None:

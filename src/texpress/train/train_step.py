@@ -28,7 +28,8 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from texpress.train.config import TrainConfig
 from texpress.train.distill import Distiller
-from texpress.train.losses import CodecLoss, discriminator_loss, generator_adversarial_loss, weighted_rate
+from texpress.train.losses import (CodecLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss,
+                                   weighted_rate)
 from texpress.train.rate_control import RateController
 
 
@@ -166,7 +167,8 @@ def _float32(out: dict) -> dict:
 
 def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: RateController, *,
                    adversarial: bool, beta: float, clip_grad_norm: float,
-                   amp: torch.dtype | None = None, distill: Distiller | None = None) -> tuple[dict[str, float], dict]:
+                   amp: torch.dtype | None = None, k_fm: float = 0.0,
+                   distill: Distiller | None = None) -> tuple[dict[str, float], dict]:
     with autocast(x, amp):
         if distill is not None:
             out, x_teacher = distill.forward(t.model, x)
@@ -189,11 +191,21 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
         loss_g = loss_g + distill_terms["distill"]
         stats.update({k: _f(v) for k, v in distill_terms.items()})
     if adversarial:
+        y = out["y_hat"].detach()
         with frozen(t.discriminator) as d, autocast(x, amp):
-            fake = d(out["x_hat"], out["y_hat"].detach()).float()
-        adv = generator_adversarial_loss(fake)
+            if k_fm > 0:  # x' and x in one pass: one spectral-norm estimate for both sides
+                halves = [f.chunk(2) for f in d.features(torch.cat([out["x_hat"], x]), torch.cat([y, y]))]
+                fake_feats, real_feats = [h[0] for h in halves], [h[1].detach() for h in halves]
+                fake = fake_feats[-1]
+            else:
+                fake = d(out["x_hat"], y)
+        adv = generator_adversarial_loss(fake.float())
         loss_g = loss_g + beta * adv
         stats["loss_adv"] = _f(adv)
+        if k_fm > 0:
+            fm = feature_matching_loss(fake_feats, real_feats)
+            loss_g = loss_g + k_fm * fm
+            stats["loss_fm"] = _f(fm)
     t.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     if clip_grad_norm > 0:
@@ -203,7 +215,7 @@ def generator_step(t: Trainables, x: torch.Tensor, loss_fn: CodecLoss, rate: Rat
         "bpp": _f(terms["bpp"]), "mse": _f(terms["mse"]), "distortion": _f(terms["distortion"]),
         "rate_loss": _f(rate_term), "loss_rd": _f(loss_rd), "loss_g": _f(loss_g), "lambda": lam,
     })
-    for extra in ("ms_ssim", "lpips"):
+    for extra in ("ms_ssim", "lpips", "fft"):
         if extra in terms:
             stats[extra] = _f(terms[extra])
     return stats, out
@@ -254,7 +266,7 @@ def train_step(t: Trainables, x: torch.Tensor, step: int, cfg: TrainConfig, loss
     over the phase's first cfg.disc_warmup_steps); with `distill`, against a teacher (train.distill)."""
     phase = cfg.phase(step)
     stats, out = generator_step(t, x, loss_fn, rate, adversarial=phase == "gan", beta=cfg.beta,
-                                clip_grad_norm=cfg.clip_grad_norm, amp=amp, distill=distill)
+                                clip_grad_norm=cfg.clip_grad_norm, amp=amp, k_fm=cfg.k_fm, distill=distill)
     if phase != "rd":
         stats.update(discriminator_step(t, x, out, clip_grad_norm=cfg.clip_grad_norm, amp=amp))
     stats["aux"] = aux_step(t)
