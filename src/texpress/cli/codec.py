@@ -298,8 +298,8 @@ def models_init(
     upscale: Optional[str] = typer.Option(None, "--upscale", help="Override the upscale kind: deconv or subpixel."),
     train_quant: Optional[str] = typer.Option(None, "--train-quant", help="Override what the generator reads in "
                                               "training: ste (rounded latents) or noise (latents plus noise)."),
-    entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior or "
-                                          "checkerboard."),
+    entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior, "
+                                          "checkerboard or channel-groups."),
     from_ckpt: Optional[str] = typer.Option(None, "--from", help="Start from this checkpoint's weights wherever "
                                             "names and shapes match (a shipped name, a path or models:/ URI); "
                                             "the rest (a new context model, rate gains) starts fresh."),

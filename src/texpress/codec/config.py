@@ -15,7 +15,8 @@ from texpress.params import build_section
 UPSCALE_KINDS = ("deconv", "subpixel", "resize")
 NORM_KINDS = ("channelnorm", "gdn")
 TRAIN_QUANT_KINDS = ("ste", "noise")
-ENTROPY_KINDS = ("hyperprior", "checkerboard")
+ENTROPY_KINDS = ("hyperprior", "checkerboard", "channel-groups")
+MAX_CHANNEL_GROUPS = 16  # two coding passes each; the .tpx header counts passes in a byte (codec.bitstream)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class ModelConfig:
     entropy: the model of y. `hyperprior`: mean-scale hyperprior (Minnen et al. 2018). `checkerboard`:
         the hyperprior codes the anchor half of y, then a masked context conv over the decoded anchors
         refines the means and scales of the other half (He et al. 2021; codec.context).
+        `channel-groups`: ELIC's space-channel context (He et al. 2022; codec.channel_context): y is
+        coded group of channels by group, each group in two checkerboard passes, its means and scales
+        refined from the hyperprior's, from the already decoded groups and from its own decoded anchors.
+    channel_groups: the uneven channel groups of `channel-groups`, first coded first, summing to
+        latent_channels (empty: 1/16, 1/16, 1/8, 1/4 and the rest of them, 8-8-16-32-64 of 128).
     context_channels: output channels of the checkerboard's context conv (0: latent_channels // 2).
     rate_lambdas: empty for a single-rate model. Otherwise the rate weights of the trained rate levels,
         highest weight (lowest rate) first: one model codes at any quality between them through
@@ -55,12 +61,14 @@ class ModelConfig:
     train_quant: str = "ste"
     entropy: str = "hyperprior"
     context_channels: int = 0
+    channel_groups: tuple[int, ...] = ()
     rate_lambdas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
         object.__setattr__(self, "gen_widths", tuple(int(w) for w in self.gen_widths))
         object.__setattr__(self, "rate_lambdas", tuple(float(v) for v in self.rate_lambdas))
+        object.__setattr__(self, "channel_groups", tuple(int(v) for v in self.channel_groups))
         if len(self.enc_widths) != 5 or len(self.gen_widths) != 5:
             raise ConfigError("enc_widths and gen_widths need 5 entries each (stem/trunk + 4 stages)")
         ints = [*self.enc_widths, *self.gen_widths, self.latent_channels, self.hyper_channels]
@@ -88,9 +96,33 @@ class ModelConfig:
             raise ConfigError(f"entropy must be one of {', '.join(ENTROPY_KINDS)}, got {self.entropy!r}")
         if self.context_channels < 0:
             raise ConfigError("context_channels must be >= 0")
+        self._check_groups()
         lams = self.rate_lambdas
         if len(lams) == 1 or any(v <= 0 for v in lams) or any(a <= b for a, b in zip(lams, lams[1:])):
             raise ConfigError("rate_lambdas: two or more positive rate weights, strictly decreasing (or none)")
+
+    def _check_groups(self) -> None:
+        groups = self.channel_groups
+        if not groups:
+            return
+        if self.entropy != "channel-groups":
+            raise ConfigError(f"channel_groups needs entropy: channel-groups (entropy is {self.entropy!r})")
+        if any(c < 1 for c in groups) or len(groups) > MAX_CHANNEL_GROUPS:
+            raise ConfigError(f"channel_groups: 1 to {MAX_CHANNEL_GROUPS} groups of >= 1 channel, got {list(groups)}")
+        if sum(groups) != self.latent_channels:
+            raise ConfigError(f"channel_groups must sum to latent_channels ({self.latent_channels}), got "
+                              f"{'+'.join(map(str, groups))} = {sum(groups)}")
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The channel groups y is coded in: one group of every channel unless entropy is channel-groups."""
+        c = self.latent_channels
+        if self.entropy != "channel-groups":
+            return (c,)
+        if self.channel_groups:
+            return self.channel_groups
+        head = (c // 16, c // 16, c // 8, c // 4)
+        return tuple(v for v in (*head, c - sum(head)) if v)
 
     @property
     def variable_rate(self) -> bool:
@@ -106,6 +138,7 @@ class ModelConfig:
         d["enc_widths"] = list(self.enc_widths)
         d["gen_widths"] = list(self.gen_widths)
         d["rate_lambdas"] = list(self.rate_lambdas)
+        d["channel_groups"] = list(self.channel_groups)
         return d
 
     @classmethod
