@@ -200,7 +200,8 @@ def test_the_context_is_counted_and_stays_light():
 @pytest.mark.parametrize("values, fragment", [
     ({"entropy": "channel-groups", "channel_groups": [8, 8, 16]}, "must sum to latent_channels (128), got 8+8+16 = 32"),
     ({"entropy": "channel-groups", "channel_groups": [0, 64, 64]}, "groups of >= 1 channel"),
-    ({"entropy": "channel-groups", "channel_groups": [8] * (MAX_CHANNEL_GROUPS + 1)}, f"1 to {MAX_CHANNEL_GROUPS} groups"),
+    ({"entropy": "channel-groups", "channel_groups": [8] * (MAX_CHANNEL_GROUPS + 1)},
+     f"1 to {MAX_CHANNEL_GROUPS} groups"),
     ({"entropy": "checkerboard", "channel_groups": [64, 64]}, "channel_groups needs entropy: channel-groups"),
     ({"entropy": "channel-groups", "channel_groups": "abc"}, "model config"),
 ])

@@ -52,7 +52,8 @@ class GroupContext(nn.Module):
         conv = self.channel
         return F.conv2d(previous.double(), conv.weight.double(), conv.bias.double(), padding=CHANNEL_KERNEL // 2)
 
-    def forward(self, side: torch.Tensor, channel: torch.Tensor | None, y_hat_anchors: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, side: torch.Tensor, channel: torch.Tensor | None,
+                y_hat_anchors: torch.Tensor | None) -> torch.Tensor:
         """(scales, means) of the group everywhere; the anchor pass (y_hat_anchors None) reads no
         spatial context, the non-anchor pass the group's decoded anchors (zero at the non-anchors)."""
         spatial = self.spatial(y_hat_anchors) if y_hat_anchors is not None else side.new_zeros(
@@ -76,7 +77,8 @@ class GroupContext(nn.Module):
         hidden = F.leaky_relu(torch.matmul(first.weight.double()[:, :, 0, 0], torch.cat(parts, dim=1))
                               + first.bias.double()[None, :, None], negative_slope=0.01)
         out = side.clone().reshape(n, width, h * w)
-        out[:, :, positions] = side_p + torch.matmul(last.weight.double()[:, :, 0, 0], hidden) + last.bias.double()[None, :, None]
+        refined = torch.matmul(last.weight.double()[:, :, 0, 0], hidden) + last.bias.double()[None, :, None]
+        out[:, :, positions] = side_p + refined
         return out.reshape(side.shape)
 
 

@@ -89,7 +89,8 @@ def code_y(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None
 
 
 @torch.inference_mode()
-def code_tile(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None, quantise: Quantise) -> torch.Tensor:
+def code_tile(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None,
+              quantise: Quantise) -> torch.Tensor:
     """y_hat of one tile from its hyperprior parameters `side` (float64) and the gain (float64 or None)."""
     _, means, symbols = code_y(model, side, gain, quantise, exact=True)
     return (symbols + means) / (1.0 if gain is None else gain.float())
