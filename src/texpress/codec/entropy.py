@@ -38,7 +38,8 @@ VARINT_MAX_BYTES = 5  # zigzag of an int32
 class Tables:
     """One entropy model's CDF tables, ready for the coder.
 
-    cdfs_ext has one extra column and is passed with sizes_ext = sizes + 1 (see the module doc)."""
+    cdfs_ext has one extra column and is passed with sizes_ext = sizes + 1 (see the module doc); its
+    rows stop there, since CompressAI's coder converts every row it is given on each call."""
 
     cdfs: list[list[int]]  # rows as CompressAI built them (for the checked format-1 decoder)
     cdfs_ext: list[list[int]]
@@ -52,7 +53,8 @@ class Tables:
         offsets = model._offset.reshape(-1).cpu().numpy().astype(np.int64)
         ext = np.concatenate([cdf, np.full((cdf.shape[0], 1), 1 << PRECISION, np.int64)], axis=1)
         rows = [row[: int(n)].tolist() for row, n in zip(cdf, sizes)]
-        return cls(rows, ext.tolist(), sizes, offsets)
+        # each row only as far as the coder reads it (sizes + 1 entries), not padded to the widest
+        return cls(rows, [row[: int(n) + 1].tolist() for row, n in zip(ext, sizes)], sizes, offsets)
 
     @property
     def escape_slot(self) -> np.ndarray:
@@ -67,16 +69,27 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: Tables) -> tuple[by
     values = symbols - offsets
     escaped = (values < 0) | (values >= slot)
     coded = np.where(escaped, slot + offsets, symbols)
-    string = RansEncoder().encode_with_indexes(
-        coded.tolist(), indexes.tolist(), tables.cdfs_ext, (tables.sizes + 1).tolist(), tables.offsets.tolist())
+    string = RansEncoder().encode_with_indexes(coded.tolist(), *_used_tables(indexes, tables))
     return string, varint_encode(symbols[escaped])
+
+
+def _used_tables(indexes: np.ndarray, tables: Tables) -> tuple[list[int], list[list[int]], list[int], list[int]]:
+    """(indexes, cdfs, sizes_ext, offsets) for CompressAI's coder, restricted to the tables `indexes`
+    use and renumbered: the coder converts every table it is given on each call, which a model coding
+    y in many passes (codec.passes) would pay per pass. The coded bytes are the same: each symbol is
+    coded with the same CDF."""
+    present = np.zeros(len(tables.cdfs_ext), bool)
+    present[indexes] = True
+    used = np.flatnonzero(present)
+    local = (np.cumsum(present) - 1)[indexes]
+    return (local.tolist(), [tables.cdfs_ext[i] for i in used], (tables.sizes[used] + 1).tolist(),
+            tables.offsets[used].tolist())
 
 
 def _decode_no_bypass(string: bytes, indexes: np.ndarray, tables: Tables) -> np.ndarray:
     """CompressAI's decoder with the escape path unreachable: reads stay inside the padding."""
     padded = string + bytes(4 * len(indexes) + 8)
-    out = RansDecoder().decode_with_indexes(
-        padded, indexes.tolist(), tables.cdfs_ext, (tables.sizes + 1).tolist(), tables.offsets.tolist())
+    out = RansDecoder().decode_with_indexes(padded, *_used_tables(indexes, tables))
     return np.asarray(out, np.int64)
 
 
