@@ -173,6 +173,9 @@ PRESETS: dict[str, ModelConfig] = {
     # lite with the checkerboard context and seven rate levels (rate weights 2x apart; quality 50 is
     # lite-q1's 0.6): one checkpoint for the whole curve.
     "lite-vr": LITE.replace(entropy="checkerboard", rate_lambdas=(4.8, 2.4, 1.2, 0.6, 0.3, 0.15, 0.075)),
+    # lite with ELIC's space-channel context: channel groups 8-8-16-32-64, each in two checkerboard passes
+    # (codec.channel_context); untrained so far (docs/architecture.md).
+    "lite-cg": LITE.replace(entropy="channel-groups"),
 }
 
 
