@@ -39,12 +39,12 @@ class ModelConfig:
         `channel-groups`: ELIC's space-channel context (He et al. 2022; codec.channel_context): y is
         coded group of channels by group, each group in two checkerboard passes, its means and scales
         refined from the hyperprior's, from the already decoded groups and from its own decoded anchors.
-    channel_groups: the uneven channel groups of `channel-groups`, first coded first, summing to
-        latent_channels (empty: 1/16, 1/16, 1/8, 1/4 and the rest of them, 8-8-16-32-64 of 128).
     context_channels: output channels of the checkerboard's context conv (0: latent_channels // 2).
     rate_lambdas: empty for a single-rate model. Otherwise the rate weights of the trained rate levels,
         highest weight (lowest rate) first: one model codes at any quality between them through
         learned per-channel quantisation gains (codec.gain).
+    channel_groups: the uneven channel groups of `channel-groups`, first coded first, summing to
+        latent_channels (empty: 1/16, 1/16, 1/8, 1/4 and the rest of them, 8-8-16-32-64 of 128).
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -61,8 +61,8 @@ class ModelConfig:
     train_quant: str = "ste"
     entropy: str = "hyperprior"
     context_channels: int = 0
-    channel_groups: tuple[int, ...] = ()
     rate_lambdas: tuple[float, ...] = ()
+    channel_groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
