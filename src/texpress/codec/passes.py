@@ -12,24 +12,25 @@ independently. A variable-rate model codes g * y (codec.gain).
 (channels `channels` of them) into symbols and entropy-codes them, the decoder entropy-decodes them,
 training and effort round them with a gradient; all return the symbols as a float tensor over the
 whole tile and the pass's channels (only the `mask` positions, or all with mask None, are used).
+
+`model` is a codec.model.TexpressModel, which runs this order in its forward pass (this module sits
+below it, so it names it nn.Module).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
+from torch import nn
 
 from texpress.codec.context import anchor_mask
-
-if TYPE_CHECKING:
-    from texpress.codec.model import TexpressModel
 
 Quantise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, slice], torch.Tensor]
 ALL = slice(None)
 
 
-def passes(model: "TexpressModel") -> int:
+def passes(model: nn.Module) -> int:
     """Coding passes of y per tile (the .tpx header records it)."""
     kind = model.config.entropy
     return 1 if kind == "hyperprior" else 2 if kind == "checkerboard" else 2 * len(model.config.groups)
@@ -39,7 +40,7 @@ def _gained(gain: torch.Tensor | None, channels: slice) -> torch.Tensor | None:
     return None if gain is None else gain[:, channels]
 
 
-def code_y(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None, quantise: Quantise,
+def code_y(model: nn.Module, side: torch.Tensor, gain: torch.Tensor | None, quantise: Quantise,
            anchors: torch.Tensor | None = None, exact: bool | None = None,
            dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(scales, means, symbols) of g * y over one tile, pass by pass, from its hyperprior parameters
@@ -89,7 +90,7 @@ def code_y(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None
 
 
 @torch.inference_mode()
-def code_tile(model: "TexpressModel", side: torch.Tensor, gain: torch.Tensor | None,
+def code_tile(model: nn.Module, side: torch.Tensor, gain: torch.Tensor | None,
               quantise: Quantise) -> torch.Tensor:
     """y_hat of one tile from its hyperprior parameters `side` (float64) and the gain (float64 or None)."""
     _, means, symbols = code_y(model, side, gain, quantise, exact=True)
