@@ -112,7 +112,8 @@ class FastGaussianConditional(GaussianConditional):
 
 class TexpressModel(CompressionModel):
     """Encoder, generator and mean-scale hyperprior in one CompressionModel; optionally a context model
-    (the checkerboard, codec.context, or ELIC's channel groups, codec.channel_context) and the rate gains of a variable-rate model (codec.gain).
+    (the checkerboard, codec.context, or ELIC's channel groups, codec.channel_context) and the rate
+    gains of a variable-rate model (codec.gain).
 
     The generator sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
     training), so what it learns to decode is exactly what the bitstream carries; with
@@ -190,7 +191,9 @@ class TexpressModel(CompressionModel):
         scales, means = params.chunk(2, dim=1)
         if gain is not None:
             scales, means = scales * gain, means * gain
-        if not self.training if snap is None else snap:
+        if snap is None:
+            snap = not self.training
+        if snap:
             scales = scales.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
             means = means.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
         return scales, means

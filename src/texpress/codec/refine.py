@@ -312,8 +312,10 @@ def piece_loss(model: TexpressModel, piece: Piece, y_p: torch.Tensor, z_p: torch
     regions = [_inner(tile, yw) for tile in piece.tiles] if model.has_context else [(slice(None),) * 4]
     coded = []
     for sl in regions:  # a context never reads across a coding tile's edge
-        coded.append(passes.code_y(model, side[sl], gain, lambda s_, m_, mask, ch, y_t=y_g[sl]: q.dec(y_t[:, ch] - m_),
-                                   anchors=anchors[sl], exact=False))
+        def quantise(scales, means, mask, channels, y_t=y_g[sl]):
+            return q.dec(y_t[:, channels] - means)
+
+        coded.append(passes.code_y(model, side[sl], gain, quantise, anchors=anchors[sl], exact=False))
     scales, means, v_dec = (_assemble([c[i] for c in coded], regions, y_g) for i in range(3))
     v = y_g - means
     own = _inner(yb, yw)
