@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--qualities", default="0,50,100")
     args = ap.parse_args()
     codec = Codec.from_checkpoint(args.model)
-    if not codec.model.has_context:
+    if codec.config.entropy != "checkerboard":
         raise SystemExit(f"error: {args.model} has no checkerboard context")
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if args.images \
         else sample_photos()

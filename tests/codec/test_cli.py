@@ -133,8 +133,12 @@ def test_usage_errors_exit_2_with_one_line(tmp_path):
 
 def test_models_list_and_init(tmp_path):
     listing = json.loads(texpress("models", "list", "--json").stdout)
-    assert [r["preset"] for r in listing] == ["hific", "base", "lite", "lite-vr"]
+    assert [r["preset"] for r in listing] == ["hific", "base", "lite", "lite-vr", "lite-cg"]
     assert all(r["decoder_kmac_per_px"] > 0 and r["decoder_params"] > 0 for r in listing)
+    by_preset = {r["preset"]: r for r in listing}  # the context models' cost is counted, on both sides
+    assert 0 < by_preset["lite-cg"]["context_kmac_per_px"] < by_preset["lite-vr"]["context_kmac_per_px"]
+    assert by_preset["lite-cg"]["decoder_kmac_per_px"] == pytest.approx(
+        by_preset["lite"]["decoder_kmac_per_px"] + by_preset["lite-cg"]["context_kmac_per_px"])
     texpress("models", "init", "--preset", "lite", "--seed", "7", "-o", str(tmp_path / "m.ckpt"), "--upscale", "deconv")
     shown = json.loads(texpress("models", "show", str(tmp_path / "m.ckpt")).stdout)
     assert shown["config"]["upscale"] == "deconv" and shown["meta"]["seed"] == 7

@@ -60,7 +60,7 @@ def test_unknown_arm_is_a_one_line_error(tmp_path):
                            "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: unknown arm 'nope'; choose from bmshj2018-hyperprior, "
-                                                "mbt2018-mean, hific, base, lite, lite-vr or give a ModelConfig YAML with --config"]
+                                                "mbt2018-mean, hific, base, lite, lite-vr, lite-cg or give a ModelConfig YAML with --config"]
 
 
 def test_vr_twin_of_an_unknown_arm_is_a_one_line_error(tmp_path):

@@ -299,8 +299,8 @@ def models_init(
                                           "or resize."),
     train_quant: Optional[str] = typer.Option(None, "--train-quant", help="Override what the generator reads in "
                                               "training: ste (rounded latents) or noise (latents plus noise)."),
-    entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior or "
-                                          "checkerboard."),
+    entropy: Optional[str] = typer.Option(None, "--entropy", help="Override the entropy model: hyperprior, "
+                                          "checkerboard or channel-groups."),
     top_upscale: Optional[str] = typer.Option(None, "--top-upscale", help="Kind of the top upscale blocks (those "
                                               "nearest the image): deconv, subpixel or resize."),
     top_upscales: int = typer.Option(1, "--top-upscales", help="How many top upscale blocks --top-upscale "

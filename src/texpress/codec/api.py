@@ -164,8 +164,9 @@ class Codec:
         def code_pass(y_tile: torch.Tensor):
             y_g = y_tile if g is None else y_tile * g.float()
 
-            def encode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-                symbols = torch.round(y_g - means)
+            def encode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None,
+                            channels: slice) -> torch.Tensor:
+                symbols = torch.round(y_g[:, channels] - means)
                 indexes = model.gaussian_conditional.build_indexes(passes.select(scales, mask))
                 string, escapes = entropy.encode(passes.select(symbols, mask).int().cpu().numpy(),
                                                  indexes.cpu().numpy(), y_tables)
@@ -281,7 +282,8 @@ class Decoding:
         g = model.gain(model.rate_position(h.quality))
         segments = iter(range(len(p.y_strings)))
 
-        def decode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        def decode_pass(scales: torch.Tensor, means: torch.Tensor, mask: torch.Tensor | None,
+                        channels: slice) -> torch.Tensor:
             i = next(segments)
             indexes = model.gaussian_conditional.build_indexes(passes.select(scales, mask)).cpu().numpy()
             if h.version == 1:

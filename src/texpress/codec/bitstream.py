@@ -17,7 +17,7 @@ MAGIC = b"TPX\x1a"
 FORMAT_VERSION = 4  # what this texpress writes, for every model and effort; it reads 1 to 4
 READ_VERSIONS = (1, 2, 3, 4)
 NO_QUALITY = 0xFFFF  # versions 3 and 4: the quality field of a single-rate model
-MAX_PASSES = 2
+MAX_PASSES = 32  # 2 x codec.config.MAX_CHANNEL_GROUPS: a channel-groups model codes two passes per group
 MODES = ("RGB", "L", "RGBA", "LA")
 
 # version 1: magic, version, mode, flags, fingerprint, width, height, pad_h, pad_w, z_h, z_w, len_y, len_z, len_alpha
@@ -28,7 +28,8 @@ HEADER_SIZE = _HEADER.size
 _HEADER_V2 = struct.Struct("<4sBBH16sIIII")
 HEADER_V2_SIZE = _HEADER_V2.size
 # version 3: version 2's fields, then the quality in hundredths (NO_QUALITY: a single-rate model), the
-# coding passes of y per tile (1: hyperprior, 2: checkerboard anchors then non-anchors) and a zero
+# coding passes of y per tile (1: hyperprior, 2: checkerboard anchors then non-anchors, 2 x groups:
+# channel groups, each anchors then non-anchors; codec.passes) and a zero
 # byte; the segment table has z, z escapes, per tile and pass y and y escapes, alpha
 _HEADER_V3 = struct.Struct("<4sBBH16sIIIIHBB")
 HEADER_V3_SIZE = _HEADER_V3.size

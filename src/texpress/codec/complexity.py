@@ -58,7 +58,7 @@ class Complexity:
     decoder_kmac_per_px: float
     generator_kmac_per_px: float
     residual_kmac_per_px: float
-    context_kmac_per_px: float = 0.0  # the checkerboard context (codec.context), in both sides' totals
+    context_kmac_per_px: float = 0.0  # the context model (codec.context, codec.channel_context), in both totals
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -77,7 +77,7 @@ def measure(model: TexpressModel, size: int = 256) -> Complexity:
     ctx = 0
     if model.has_context:
         side = torch.zeros(1, 2 * y.shape[1], *y.shape[-2:])
-        ctx = count_macs(model.context, y, side)
+        ctx = count_macs(model.context, y, side)  # both context models: (y_hat, hyperprior parameters)
     gen = count_macs(model.generator, y)
     res = count_macs(model.generator.blocks, trunk_in) if len(model.generator.blocks) else 0
     entropy_params = n_params(model.entropy_bottleneck)

@@ -15,8 +15,9 @@ from texpress.params import build_section
 UPSCALE_KINDS = ("deconv", "subpixel", "resize")
 NORM_KINDS = ("channelnorm", "gdn")
 TRAIN_QUANT_KINDS = ("ste", "noise")
-ENTROPY_KINDS = ("hyperprior", "checkerboard")
+ENTROPY_KINDS = ("hyperprior", "checkerboard", "channel-groups")
 SYNTHESIS_KINDS = ("upscale", "two-layer")
+MAX_CHANNEL_GROUPS = 16  # two coding passes each; the .tpx header counts passes in a byte (codec.bitstream)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class ModelConfig:
     entropy: the model of y. `hyperprior`: mean-scale hyperprior (Minnen et al. 2018). `checkerboard`:
         the hyperprior codes the anchor half of y, then a masked context conv over the decoded anchors
         refines the means and scales of the other half (He et al. 2021; codec.context).
+        `channel-groups`: ELIC's space-channel context (He et al. 2022; codec.channel_context): y is
+        coded group of channels by group, each group in two checkerboard passes, its means and scales
+        refined from the hyperprior's, from the already decoded groups and from its own decoded anchors.
     context_channels: output channels of the checkerboard's context conv (0: latent_channels // 2).
     synthesis: `upscale` (the head conv, residual blocks and four 2x upscale blocks) or `two-layer`, a
         shallow synthesis (Yang & Mandt 2023): a 3x3 conv to gen_widths[0] x 16 channels, PixelShuffle(4),
@@ -49,6 +53,8 @@ class ModelConfig:
         `top_upscale` with a top_kernel x top_kernel kernel (0: up_kernel) instead of `upscale`:
         e.g. a 4x4 deconv, whose kernel the stride divides, or a sub-pixel conv, on a trained 5x5
         deconv model. 0 (the default) changes nothing.
+    channel_groups: the uneven channel groups of `channel-groups`, first coded first, summing to
+        latent_channels (empty: 1/16, 1/16, 1/8, 1/4 and the rest of them, 8-8-16-32-64 of 128).
     """
 
     enc_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
@@ -70,11 +76,13 @@ class ModelConfig:
     top_upscale: str = "deconv"
     top_upscales: int = 0
     top_kernel: int = 0
+    channel_groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
         object.__setattr__(self, "gen_widths", tuple(int(w) for w in self.gen_widths))
         object.__setattr__(self, "rate_lambdas", tuple(float(v) for v in self.rate_lambdas))
+        object.__setattr__(self, "channel_groups", tuple(int(v) for v in self.channel_groups))
         if len(self.enc_widths) != 5 or len(self.gen_widths) != 5:
             raise ConfigError("enc_widths and gen_widths need 5 entries each (stem/trunk + 4 stages)")
         ints = [*self.enc_widths, *self.gen_widths, self.latent_channels, self.hyper_channels]
@@ -112,9 +120,33 @@ class ModelConfig:
             raise ConfigError("a two-layer synthesis has no output conv and no residual blocks (out_kernel 0, res_blocks 0)")
         if self.context_channels < 0:
             raise ConfigError("context_channels must be >= 0")
+        self._check_groups()
         lams = self.rate_lambdas
         if len(lams) == 1 or any(v <= 0 for v in lams) or any(a <= b for a, b in zip(lams, lams[1:])):
             raise ConfigError("rate_lambdas: two or more positive rate weights, strictly decreasing (or none)")
+
+    def _check_groups(self) -> None:
+        groups = self.channel_groups
+        if not groups:
+            return
+        if self.entropy != "channel-groups":
+            raise ConfigError(f"channel_groups needs entropy: channel-groups (entropy is {self.entropy!r})")
+        if any(c < 1 for c in groups) or len(groups) > MAX_CHANNEL_GROUPS:
+            raise ConfigError(f"channel_groups: 1 to {MAX_CHANNEL_GROUPS} groups of >= 1 channel, got {list(groups)}")
+        if sum(groups) != self.latent_channels:
+            raise ConfigError(f"channel_groups must sum to latent_channels ({self.latent_channels}), got "
+                              f"{'+'.join(map(str, groups))} = {sum(groups)}")
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The channel groups y is coded in: one group of every channel unless entropy is channel-groups."""
+        c = self.latent_channels
+        if self.entropy != "channel-groups":
+            return (c,)
+        if self.channel_groups:
+            return self.channel_groups
+        head = (c // 16, c // 16, c // 8, c // 4)
+        return tuple(v for v in (*head, c - sum(head)) if v)
 
     @property
     def variable_rate(self) -> bool:
@@ -140,6 +172,7 @@ class ModelConfig:
         if not self.top_upscales:  # the checkpoints written before the study keep their exact bytes
             for name in ("top_upscale", "top_upscales", "top_kernel"):
                 d.pop(name)
+        d["channel_groups"] = list(self.channel_groups)
         return d
 
     @classmethod
@@ -174,6 +207,9 @@ PRESETS: dict[str, ModelConfig] = {
     # lite with the checkerboard context and seven rate levels (rate weights 2x apart; quality 50 is
     # lite-q1's 0.6): one checkpoint for the whole curve.
     "lite-vr": LITE.replace(entropy="checkerboard", rate_lambdas=(4.8, 2.4, 1.2, 0.6, 0.3, 0.15, 0.075)),
+    # lite with ELIC's space-channel context: channel groups 8-8-16-32-64, each in two checkerboard passes
+    # (codec.channel_context); untrained so far (docs/architecture.md).
+    "lite-cg": LITE.replace(entropy="channel-groups"),
 }
 
 

@@ -33,6 +33,20 @@ def anchor_mask(height: int, width: int, device: torch.device | str = "cpu") -> 
     return ((rows + cols) % 2 == 0)[None, None]
 
 
+def masked_taps(conv: CheckerboardMaskedConv2d, y: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The masked conv of float64 `y` (N, C, H, W) at the flat `positions` only, (N, out, P) float64:
+    its 12 unmasked taps (those that see anchors) as 12 matrix products."""
+    n, c, h, w = y.shape
+    weight = (conv.weight * conv.mask).double()
+    pad = CONTEXT_KERNEL // 2
+    padded = F.pad(y, (pad, pad, pad, pad))
+    ctx = conv.bias.double()[None, :, None].expand(n, -1, len(positions)).clone()
+    for i, j in conv.mask[0, 0].nonzero().tolist():
+        shifted = padded[:, :, i:i + h, j:j + w].reshape(n, c, h * w)[:, :, positions]
+        ctx += torch.matmul(weight[:, :, i, j], shifted)
+    return ctx
+
+
 class CheckerboardContext(nn.Module):
     """Means and scales of the non-anchors from the decoded anchors and the hyperprior's parameters."""
 
@@ -59,14 +73,7 @@ class CheckerboardContext(nn.Module):
         y, hyper = y_hat_anchors.double(), hyper.double()
         n, c, h, w = y.shape
         positions = (~anchor_mask(h, w, y.device)).reshape(-1).nonzero().squeeze(1)
-        conv = self.context
-        weight = (conv.weight * conv.mask).double()
-        pad = CONTEXT_KERNEL // 2
-        padded = F.pad(y, (pad, pad, pad, pad))
-        ctx = conv.bias.double()[None, :, None].expand(n, -1, len(positions)).clone()
-        for i, j in conv.mask[0, 0].nonzero().tolist():  # the 12 taps that see anchors
-            shifted = padded[:, :, i:i + h, j:j + w].reshape(n, c, h * w)[:, :, positions]
-            ctx += torch.matmul(weight[:, :, i, j], shifted)
+        ctx = masked_taps(self.context, y, positions)
         side = hyper.reshape(n, hyper.shape[1], h * w)[:, :, positions]
         first, last = self.refine[0], self.refine[2]
         hidden = F.leaky_relu(torch.matmul(first.weight.double()[:, :, 0, 0], torch.cat([ctx, side], dim=1))

@@ -38,7 +38,8 @@ VARINT_MAX_BYTES = 5  # zigzag of an int32
 class Tables:
     """One entropy model's CDF tables, ready for the coder.
 
-    cdfs_ext has one extra column and is passed with sizes_ext = sizes + 1 (see the module doc)."""
+    cdfs_ext has one extra column and is passed with sizes_ext = sizes + 1 (see the module doc); its
+    rows stop there, since CompressAI's coder converts every row it is given on each call."""
 
     cdfs: list[list[int]]  # rows as CompressAI built them (for the checked format-1 decoder)
     cdfs_ext: list[list[int]]
@@ -52,7 +53,8 @@ class Tables:
         offsets = model._offset.reshape(-1).cpu().numpy().astype(np.int64)
         ext = np.concatenate([cdf, np.full((cdf.shape[0], 1), 1 << PRECISION, np.int64)], axis=1)
         rows = [row[: int(n)].tolist() for row, n in zip(cdf, sizes)]
-        return cls(rows, ext.tolist(), sizes, offsets)
+        # each row only as far as the coder reads it (sizes + 1 entries), not padded to the widest
+        return cls(rows, [row[: int(n) + 1].tolist() for row, n in zip(ext, sizes)], sizes, offsets)
 
     @property
     def escape_slot(self) -> np.ndarray:

@@ -10,8 +10,10 @@ from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import nn
 
+from texpress.codec import passes
+from texpress.codec.channel_context import ChannelGroupsContext
 from texpress.codec.config import ModelConfig
-from texpress.codec.context import CheckerboardContext, anchor_mask
+from texpress.codec.context import CheckerboardContext
 from texpress.codec.gain import DEFAULT_QUALITY, RateGains, quality_to_position
 from texpress.codec.layers import ChannelNorm, ResidualBlock, SubpixelUp, conv, down_block, norm_layers, up_block
 
@@ -116,8 +118,9 @@ class FastGaussianConditional(GaussianConditional):
 
 
 class TexpressModel(CompressionModel):
-    """Encoder, generator and mean-scale hyperprior in one CompressionModel; optionally the checkerboard
-    context (codec.context) and the rate gains of a variable-rate model (codec.gain).
+    """Encoder, generator and mean-scale hyperprior in one CompressionModel; optionally a context model
+    (the checkerboard, codec.context, or ELIC's channel groups, codec.channel_context) and the rate
+    gains of a variable-rate model (codec.gain).
 
     The generator sees hard-quantized latents round(y - mu) + mu (straight-through gradient in
     training), so what it learns to decode is exactly what the bitstream carries; with
@@ -136,12 +139,15 @@ class TexpressModel(CompressionModel):
         self.gaussian_conditional = FastGaussianConditional(None)
         if cfg.entropy == "checkerboard":
             self.context = CheckerboardContext(cfg.latent_channels, cfg.context_width)
+        elif cfg.entropy == "channel-groups":
+            self.context = ChannelGroupsContext(cfg.groups)
         if cfg.variable_rate:
             self.gains = RateGains(cfg.rate_lambdas, cfg.latent_channels)
 
     @property
     def has_context(self) -> bool:
-        return self.config.entropy == "checkerboard"
+        """A context model (checkerboard or channel groups): y is coded in more than one pass."""
+        return self.config.entropy != "hyperprior"
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Refresh the entropy coder's CDF tables (after training, before coding)."""
@@ -164,8 +170,8 @@ class TexpressModel(CompressionModel):
         return self._exact(self.h_s, z_hat)
 
     def context_params(self, y_hat_anchors: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """The non-anchors' (scales, means) from the decoded anchors (float64 outside training, at the
-        non-anchors only: codec.context)."""
+        """A checkerboard model's non-anchor (scales, means) from the decoded anchors (float64 outside
+        training, at the non-anchors only: codec.context)."""
         return self.context(y_hat_anchors, side) if self.training else self.context.exact(y_hat_anchors, side)
 
     def rate_position(self, quality: torch.Tensor | float | None, n: int = 1) -> torch.Tensor | None:
@@ -185,12 +191,16 @@ class TexpressModel(CompressionModel):
             return None
         return self.gains.gain(position, None if self.training else torch.float64)
 
-    def coding_params(self, params: torch.Tensor, gain: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scales, means) of g * y: scaled by the gain, and outside training snapped to the grid."""
+    def coding_params(self, params: torch.Tensor, gain: torch.Tensor | None,
+                      snap: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) of g * y: scaled by the gain, and with `snap` (default: outside training)
+        snapped to the grid. Encode effort's search (codec.refine) keeps them unsnapped, differentiable."""
         scales, means = params.chunk(2, dim=1)
         if gain is not None:
             scales, means = scales * gain, means * gain
-        if not self.training:
+        if snap is None:
+            snap = not self.training
+        if snap:
             scales = scales.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
             means = means.mul(PARAM_GRID).round_().div_(PARAM_GRID).float()
         return scales, means
@@ -208,18 +218,13 @@ class TexpressModel(CompressionModel):
         gain = self.gain(position)
         g = 1.0 if gain is None else gain.to(y.dtype)
         y_g = y * g
-        scales, means = self.coding_params(side, gain)
-        if self.has_context:
-            anchors = anchor_mask(*y.shape[-2:], device=y.device)
-            y_hat_a = torch.where(anchors, (quantize_ste(y_g - means) + means) / g, 0.0)
-            context = self.context_params(y_hat_a, side)
-            scales_n, means_n = self.coding_params(context, gain)
-            scales, means = torch.where(anchors, scales, scales_n), torch.where(anchors, means, means_n)
+        scales, means, symbols = passes.code_y(  # the coding order, with rounding as the bitstream's
+            self, side, gain, lambda s, m, mask, channels: quantize_ste(y_g[:, channels] - m), dtype=y.dtype)
         y_noisy, y_likelihoods = self.gaussian_conditional(y_g, scales, means=means)
         if self.training and self.config.train_quant == "noise":
             y_hat = y_noisy / g
         else:
-            y_hat = (quantize_ste(y_g - means) + means) / g
+            y_hat = (symbols + means) / g
         x_hat = self.generator(y_hat)
         out = {"x_hat": x_hat, "y": y, "y_hat": y_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
         if position is not None:

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from texpress.codec import tiling
+from texpress.codec import passes, tiling
 from texpress.codec.context import anchor_mask
 from texpress.codec.model import DOWNSCALE, PAD_MULTIPLE, TexpressModel
 from texpress.errors import ConfigError
@@ -62,9 +62,9 @@ EFFORTS: tuple[Effort, ...] = (
     Effort(2, 50, lr=0.12),
     Effort(3, 150, lr=0.08),
 )
-# Models with the checkerboard context or a variable rate (lite-vr): tuned on lite-vr at qualities 0, 50
-# and 100 (docs/effort.md); a smaller learning rate than the hyperprior models' levels, which at 20
-# steps saved a third less there and at the lowest quality stalled.
+# Models with a context (checkerboard, channel groups) or a variable rate (lite-vr): tuned on lite-vr at
+# qualities 0, 50 and 100 (docs/effort.md; not re-tuned for channel groups); a smaller learning rate than
+# the hyperprior models' levels, which at 20 steps saved a third less there and at the lowest quality stalled.
 CONTEXT_EFFORTS: tuple[Effort, ...] = (
     Effort(0, 0),
     Effort(1, 20, lr=0.08),
@@ -290,11 +290,11 @@ def piece_loss(model: TexpressModel, piece: Piece, y_p: torch.Tensor, z_p: torch
                z_ctx: torch.Tensor, gain: torch.Tensor | None, q: _Quantiser, target: torch.Tensor,
                objective: Objective) -> torch.Tensor:
     """The model's objective for one piece: lam * (bits of its y and z) / pixels + k_m * MSE_255 of
-    its pixels. y is coded as g * y (g = 1 for a single-rate model); with the checkerboard context
-    the anchors are charged under the hyperprior's means and scales and the non-anchors under the
-    context's, which reads the (quantised) anchors of the same coding tile, as codec.passes codes
-    them. The generator reads the piece's quantised latents and, around them, its neighbours' (from
-    y_ctx and z_ctx, the current latents of the windows)."""
+    its pixels. y is coded as g * y (g = 1 for a single-rate model), in the coding order of
+    codec.passes (the same code): with a context model each pass is charged under its own means and
+    scales, whose context reads the (quantised) latents of the same coding tile. The generator reads
+    the piece's quantised latents and, around them, its neighbours' (from y_ctx and z_ctx, the
+    current latents of the windows)."""
     d, r = DOWNSCALE, PAD_MULTIPLE // DOWNSCALE
     yb, zb, yw, zw = piece.y_box, piece.z_box, piece.y_win, piece.z_win
     medians = model.entropy_bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
@@ -308,21 +308,16 @@ def piece_loss(model: TexpressModel, piece: Piece, y_p: torch.Tensor, z_p: torch
     y_full = y_ctx.clone()
     y_full[_inner(yb, yw)] = y_p
     y_g = y_full * g
-    scales, means = (t * g for t in side.chunk(2, dim=1))
+    anchors = _anchors(yw, y_g.device)
+    regions = [_inner(tile, yw) for tile in piece.tiles] if model.has_context else [(slice(None),) * 4]
+    coded = []
+    for sl in regions:  # a context never reads across a coding tile's edge
+        def quantise(scales, means, mask, channels, y_t=y_g[sl]):
+            return q.dec(y_t[:, channels] - means)
+
+        coded.append(passes.code_y(model, side[sl], gain, quantise, anchors=anchors[sl], exact=False))
+    scales, means, v_dec = (_assemble([c[i] for c in coded], regions, y_g) for i in range(3))
     v = y_g - means
-    v_dec = q.dec(v)
-    if model.has_context:
-        anchors = _anchors(yw, y_g.device)
-        y_hat_a = torch.where(anchors, (v_dec + means) / g, 0.0)
-        params = torch.zeros_like(side)
-        for tile in piece.tiles:  # the context never reads across a coding tile's edge
-            sl = _inner(tile, yw)
-            params[sl] = model.context(y_hat_a[sl], side[sl])
-        scales_n, means_n = (t * g for t in params.chunk(2, dim=1))
-        v_n = y_g - means_n
-        v = torch.where(anchors, v, v_n)
-        v_dec = torch.where(anchors, v_dec, q.dec(v_n))
-        means, scales = torch.where(anchors, means, means_n), torch.where(anchors, scales, scales_n)
     own = _inner(yb, yw)
     pixels = target.shape[-2] * target.shape[-1]
     y_bits = _y_bits(model, q.rate(v[own], v_dec[own]), scales[own])
@@ -333,6 +328,16 @@ def piece_loss(model: TexpressModel, piece: Piece, y_p: torch.Tensor, z_p: torch
         x_hat = x_hat[:, :, top:top + target.shape[-2], left:left + target.shape[-1]]
         loss = loss + objective.k_m * torch.mean((x_hat.clamp(0, 1) * 255.0 - target) ** 2)
     return loss
+
+
+def _assemble(parts: list[torch.Tensor], regions: list[tuple[slice, ...]], like: torch.Tensor) -> torch.Tensor:
+    """One tensor over the window from the coding tiles' parts (differentiable)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = like.new_zeros(like.shape)
+    for part, sl in zip(parts, regions):
+        out[sl] = part
+    return out
 
 
 def refine_piece(model: TexpressModel, rgb: np.ndarray, y: torch.Tensor, z: torch.Tensor, piece: Piece,
