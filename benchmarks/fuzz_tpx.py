@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fuzz_tpx.py [--files 10000] [--seed 0] [--batch 250] [--workers 2]
 
-Seeds are small real .tpx files of an untrained lite model (format 2 in one piece and in tiles, with
+Seeds are small real .tpx files of an untrained lite model (format 4 in one piece and in tiles, with
 and without alpha, grey, and format 1). Each mutant is one of: bit flips (checksum kept or forged),
 truncation, splices of two files, forged header fields with a valid checksum (sizes up to 2^32-1,
 tile sizes and counts, mode, version, flags), resized or replaced segments (y, z, escape lists,
@@ -99,21 +99,26 @@ def with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def segments_v2(data: bytes) -> tuple[bytes, list[bytes]] | None:
-    """(40-byte header, segments) of a well-formed version-2 file, else None."""
-    if len(data) < 44 or data[4] != 2:
+def segments(data: bytes) -> tuple[bytes, list[bytes]] | None:
+    """(header, segments) of a well-formed version 2, 3 or 4 file, else None. Version 2's header is 40
+    bytes with 3 + 2 x tiles segments; 3 and 4 add quality, passes and effort (44 bytes) and carry
+    3 + 2 x tiles x passes segments."""
+    if len(data) < 48 or data[4] not in (2, 3, 4):
         return None
+    head_size = 40 if data[4] == 2 else 44
     tiles = struct.unpack_from("<I", data, 36)[0]
-    n = 3 + 2 * tiles
-    lengths = struct.unpack_from(f"<{n}I", data, 40)
-    off, segs = 40 + 4 * n, []
+    n = 3 + 2 * tiles * (1 if data[4] == 2 else data[42])
+    if len(data) < head_size + 4 * n:
+        return None
+    lengths = struct.unpack_from(f"<{n}I", data, head_size)
+    off, segs = head_size + 4 * n, []
     for length in lengths:
         segs.append(data[off: off + length])
         off += length
-    return data[:40], segs
+    return data[:head_size], segs
 
 
-def join_v2(head: bytes, segs: list[bytes]) -> bytes:
+def join(head: bytes, segs: list[bytes]) -> bytes:
     return with_crc(head + struct.pack(f"<{len(segs)}I", *map(len, segs)) + b"".join(segs))
 
 
@@ -143,8 +148,10 @@ def forge_header(rng: random.Random, data: bytes) -> bytes:
     body = bytearray(data[:-4])
     if data[4] == 1:
         fields = [(4, 1), (5, 1), (6, 2), (24, 4), (28, 4), (32, 2), (34, 2), (36, 2), (38, 2), (40, 4), (44, 4), (48, 4)]
-    else:
+    elif data[4] == 2:
         fields = [(4, 1), (5, 1), (6, 2), (24, 4), (28, 4), (32, 4), (36, 4)]
+    else:  # 3 and 4: quality, passes, effort after the tile count
+        fields = [(4, 1), (5, 1), (6, 2), (24, 4), (28, 4), (32, 4), (36, 4), (40, 2), (42, 1), (43, 1)]
     for _ in range(rng.choice([1, 1, 2, 3])):
         off, size = rng.choice(fields)
         value = rng.choice(HUGE + [rng.randrange(1 << (8 * size))]) % (1 << (8 * size))
@@ -153,8 +160,8 @@ def forge_header(rng: random.Random, data: bytes) -> bytes:
 
 
 def forge_segment(rng: random.Random, data: bytes) -> bytes:
-    """One segment of a version-2 file replaced, resized or made all ones; table and checksum fixed."""
-    parsed = segments_v2(data)
+    """One segment of a version 2-4 file replaced, resized or made all ones; table and checksum fixed."""
+    parsed = segments(data)
     if parsed is None:
         return forge_header(rng, data)
     head, segs = parsed
@@ -173,7 +180,7 @@ def forge_segment(rng: random.Random, data: bytes) -> bytes:
         segs[i] = segs[i] + rng.randbytes(n)
     else:  # an escape list of plausible varints, some overlong
         segs[i] = bytes(rng.choice([0x01, 0x7F, 0x80, 0xFF, 0x00]) for _ in range(rng.choice([1, 5, 6, 40])))
-    return join_v2(head, segs)
+    return join(head, segs)
 
 
 def mutate(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:

@@ -214,7 +214,7 @@ class Codec:
         grid = tiling.Grid(padded_h, padded_w, h.tile)
         if grid.count != h.tiles:
             raise BitstreamError(f"corrupt .tpx header ({h.tiles} tiles, the grid has {grid.count})")
-        if h.version == 2 and h.tile == 0 and padded_h * padded_w > tiling.SINGLE_PIECE_MAX_PIXELS:
+        if h.version >= 2 and h.tile == 0 and padded_h * padded_w > tiling.SINGLE_PIECE_MAX_PIXELS:
             raise BitstreamError("corrupt .tpx header (a large image in one piece)")
         return Decoding(self, payload, grid)
 
