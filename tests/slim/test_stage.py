@@ -53,8 +53,8 @@ def test_slim_stage_script(tmp_path, monkeypatch):
     spec.loader.exec_module(stage)
     assert stage.main() == 0
     model = load_model(tmp_path / "models" / "slim" / "model.ckpt")
-    assert model.config.gen_widths == (48, 32, 24, 16, 3) and model.config.up_kernel == 3
+    assert model.config.gen_widths == (72, 48, 36, 24, 3) and model.config.up_kernel == 5  # a quarter pruned
     meta = read_checkpoint(tmp_path / "models" / "slim" / "model.ckpt")["meta"]
-    assert meta["slim"]["decode_compatible"] is True and meta["slim"]["pruned"]["ratio"] == 0.5
+    assert meta["slim"]["decode_compatible"] is True and meta["slim"]["pruned"]["ratio"] == 0.25
     assert decode_compatible(model, load_model(tmp_path / "models" / "model.ckpt"))
     assert (tmp_path / "models" / "slim" / "train_metrics.json").is_file()

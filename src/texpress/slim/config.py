@@ -18,11 +18,11 @@ class SlimConfig:
     distill_weight, feature_weight: the distillation terms (train.distill_weight, train.distill_feature).
     register_suffix: the slim variant is registered as the teacher's registered name plus this."""
 
-    ratio: float = 0.5
+    ratio: float = 0.25
     part: str = "generator"
     criterion: str = "magnitude"
-    config_changes: str | None = "up_kernel=3"
-    steps: int = 30
+    config_changes: str | None = None
+    steps: int = 100
     lr: float = 1e-3
     distill_weight: float = 1.0
     feature_weight: float = 0.0
