@@ -48,7 +48,7 @@ def distill_config(cfg: TrainConfig, teacher_path: str | os.PathLike, trainable:
         changes["fixed_lambda"] = float(meta["lambda"])
     if "k_m" in meta:
         changes["k_m"] = float(meta["k_m"])
-    return cfg.replace(teacher=str(Path(teacher_path).resolve()), trainable=trainable, distill_weight=weight,
+    return cfg.replace(teacher=str(teacher_path), trainable=trainable, distill_weight=weight,
                        distill_feature=feature_weight, init_from=None, **changes)
 
 

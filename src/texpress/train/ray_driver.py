@@ -186,9 +186,10 @@ def run_training(cfg: TrainConfig, loader_cfg: LoaderConfig, shards: str | os.Pa
     import ray.train
     from ray.train.torch import TorchTrainer
 
-
     started = time.perf_counter()
     shards = _abs(shards)
+    if cfg.teacher is not None:  # the workers run in their own folders
+        cfg = cfg.replace(teacher=_abs(cfg.teacher))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # found out now, not after the whole training
         raise InputError(f"{out_dir}: output exists and is not a folder")
