@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/arch_ab.py [--train DIR...] [--val DIR...] [--arms a,b,c]
         [--config NAME=model.yaml ...] [--lambdas 0.0035,0.01,0.03] [--steps N] [--device cuda]
+        [--amp] [--init CKPT]
 
 Arms: CompressAI's bmshj2018-hyperprior and mbt2018-mean (N=128, M=192), texpress presets, and any
 ModelConfig as YAML. `--vr NAME` adds, for a texpress arm, one variable-rate model (the arm plus gain
@@ -32,11 +33,13 @@ import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from texpress.codec.checkpoint import read_checkpoint, transplant  # noqa: E402
 from texpress.data.device_crops import DeviceCrops  # noqa: E402
 from texpress.codec.config import ModelConfig  # noqa: E402
 from texpress.errors import ConfigError, TexpressError  # noqa: E402
 from texpress.evaluate.bdrate import BDRateError, bd_rate, quality_axis  # noqa: E402
 from texpress.evaluate.sources import centre_crop, list_images  # noqa: E402
+from texpress.registry.refs import resolve_checkpoint  # noqa: E402
 from texpress.train.ab.arms import DEFAULT_ARMS, REFERENCES, Arm, arm_from_name, arm_from_yaml  # noqa: E402
 from texpress.train.ab.arms import decoder_kmac_per_px, n_params  # noqa: E402
 from texpress.train.ab.code import code_images  # noqa: E402
@@ -64,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--val-images", type=int, default=12)
     ap.add_argument("--val-crop", type=int, default=256, help="centre crop of each val image (0: whole)")
     ap.add_argument("--max-train-images", type=int, default=0, help="0: all")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (CPU with AVX512-BF16, or CUDA)")
+    ap.add_argument("--init", help="checkpoint whose shared tensors start every texpress arm (the same trained "
+                    "transforms for all; what an arm adds, a context or gain units, starts fresh)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     ap.add_argument("--seed", type=int, default=0)
@@ -94,12 +100,21 @@ def progress(name: str, lam: float, steps: int):
     return on_step
 
 
-def run_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings) -> dict:
+def start(arm: Arm, seed: int, init: dict | None):
+    """The arm's model at its first step: seeded, and warm-started from `init` where given."""
+    torch.manual_seed(seed)
+    model = arm.build()
+    if init is not None:
+        transplant(model, init)
+    return model
+
+
+def run_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings,
+            init: dict | None = None) -> dict:
     """Train one model per lambda from the same initial weights, code the val images with each."""
     points = []
     for lam in lambdas:
-        torch.manual_seed(s.seed)
-        model = arm.build()
+        model = start(arm, s.seed, init)
         t = fit(model, lam, crops, s, on_step=progress(arm.name, lam, s.steps))
         coded = code_images(model, val)
         points.append({"lambda": lam, **coded, **t})
@@ -125,12 +140,12 @@ def vr_arm(arm: Arm, lambdas: list[float]) -> tuple[Arm, float]:
     return Arm(f"{arm.name}-vr", "config", config), c
 
 
-def run_vr_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings) -> dict:
+def run_vr_arm(arm: Arm, lambdas: list[float], crops: DeviceCrops, val: list[np.ndarray], s: FitSettings,
+               init: dict | None = None) -> dict:
     """Train the variable-rate twin once for len(lambdas) x s.steps, code the val images at each level."""
     twin, c = vr_arm(arm, lambdas)
     steps = s.steps * len(lambdas)
-    torch.manual_seed(s.seed)
-    model = twin.build()
+    model = start(twin, s.seed, init)
     t = fit(model, c, crops, replace(s, steps=steps), on_step=progress(twin.name, c, steps))
     points = []
     for i, lam in enumerate(sorted(lambdas)):
@@ -199,17 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         train = load_images(args.train, args.max_train_images, 0)
         val = load_images(args.val, args.val_images, args.val_crop)
         s = FitSettings(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup,
-                        seed=args.seed, device=args.device)
+                        seed=args.seed, device=args.device, amp=args.amp)
         crops = device_crops(train, s)
+        init = read_checkpoint(resolve_checkpoint(args.init))["state_dict"] if args.init else None
+        if init is not None and (refs := [a.name for a in arms if a.kind == "reference"]):
+            raise ConfigError(f"--init: the reference arm {refs[0]} has no texpress tensors to start from")
     except TexpressError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(arms)} arms x {len(lambdas)} lambdas, {s.steps} steps of {s.batch} x {s.crop}px crops "
           f"from {len(crops.images)} images; coding {len(val)} val images. {FAIRNESS}", flush=True)
     start = time.perf_counter()
-    results = {arm.name: run_arm(arm, lambdas, crops, val, s) for arm in arms}
+    results = {arm.name: run_arm(arm, lambdas, crops, val, s, init) for arm in arms}
     for twin in twins:
-        results[f"{twin.name}-vr"] = run_vr_arm(twin, lambdas, crops, val, s)
+        results[f"{twin.name}-vr"] = run_vr_arm(twin, lambdas, crops, val, s, init)
     bd_rates(results, args.baseline)
     print_table(results)
     report = {"settings": {**vars(args), **s.__dict__, "lambdas": lambdas, "train_images": len(crops.images),

@@ -36,7 +36,7 @@ from texpress.samples import sample_photos  # noqa: E402
 from texpress.train.config import TrainConfig  # noqa: E402
 from texpress.train.losses import CodecLoss  # noqa: E402
 from texpress.train.rate_control import RateController  # noqa: E402
-from texpress.train.steps import build_trainables, generator_step  # noqa: E402
+from texpress.train.train_step import build_trainables, generator_step  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "train_cpu.json"
 WARMUP_STEPS = 2

@@ -69,3 +69,26 @@ def test_vr_twin_of_an_unknown_arm_is_a_one_line_error(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --vr base: not one of this run's arms (lite)"]
+
+
+def test_warm_started_bfloat16_arms_start_from_the_trained_transforms(tmp_path):
+    """--init gives every texpress arm the checkpoint's shared tensors (a checkerboard arm's context
+    starts fresh), so two bfloat16 steps already code like a trained model; a reference arm refuses it."""
+    photo = sample_photos()[0]
+    arm_yaml = tmp_path / "cb.yaml"
+    arm_yaml.write_text("preset: lite\nentropy: checkerboard\n")
+    out = tmp_path / "arch_ab.json"
+    args = [sys.executable, str(ROOT / "benchmarks" / "arch_ab.py"), "--train", str(photo), "--val", str(photo),
+            "--lambdas", "0.01,0.03", "--steps", "2", "--batch", "2", "--crop", "64", "--val-crop", "128",
+            "--val-images", "1", "--amp", "--init", "lite-q1", "--out", str(out)]
+    proc = subprocess.run([*args, "--arms", "lite", "--config", f"cb={arm_yaml}"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["amp"] is True and report["settings"]["init"] == "lite-q1"
+    for arm in report["arms"].values():  # from scratch, two steps code at about 10 dB
+        assert all(p["psnr"] > 22 for p in arm["points"]), arm["points"]
+    proc = subprocess.run([*args, "--arms", "bmshj2018-hyperprior"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --init: the reference arm bmshj2018-hyperprior has no "
+                                                "texpress tensors to start from"]

@@ -16,6 +16,7 @@ from compressai.models import CompressionModel
 from texpress.data.device_crops import DeviceCrops
 from texpress.errors import InputError
 from texpress.train.losses import bits_per_pixel, mse_255, weighted_rate
+from texpress.train.train_step import autocast
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class FitSettings:
     clip_grad_norm: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    amp: bool = False  # bfloat16 autocast of the forward pass (the loss in float32)
 
 
 def device_crops(images: list[np.ndarray], s: FitSettings) -> DeviceCrops:
@@ -73,7 +75,10 @@ def fit(model: CompressionModel, lam: float, crops: DeviceCrops, s: FitSettings,
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, s)
         x = crops.batch(step)
-        loss, bpp, mse = rd_loss(model(x), x, lam)
+        with autocast(x, torch.bfloat16 if s.amp else None):
+            out = model(x)
+        out = {**out, "x_hat": out["x_hat"].float(), "likelihoods": {k: v.float() for k, v in out["likelihoods"].items()}}
+        loss, bpp, mse = rd_loss(out, x, lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if s.clip_grad_norm > 0:
