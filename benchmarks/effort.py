@@ -27,6 +27,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from texpress.codec import refine  # noqa: E402
 from texpress.codec.api import Codec  # noqa: E402
 from texpress.codec.shipped import default_model, shipped_models  # noqa: E402
+from texpress.codec.threads import CODING_THREADS, coding_threads  # noqa: E402
 from texpress.evaluate import metrics  # noqa: E402
 from texpress.evaluate.bdrate import bd_rate, quality_axis  # noqa: E402
 from texpress.evaluate.sources import list_images  # noqa: E402
@@ -90,7 +91,7 @@ def run(images: list[np.ndarray], models: list, efforts: list[int]) -> dict:
                 t0 = time.perf_counter()
                 data = codec.encode(image, effort=effort, quality=m.quality)
                 t1 = time.perf_counter()
-                with refine.fixed_threads():  # decode under the same thread count as every encode
+                with coding_threads():  # decode under the same thread count as every encode
                     rec = np.asarray(codec.decompress(data).convert("RGB"))
                 t2 = time.perf_counter()
                 rows.append({"model": m.name, "effort": effort, "image": i, "bytes": len(data),
@@ -203,6 +204,7 @@ from PIL import Image
 from texpress.codec import refine
 from texpress.codec.api import Codec
 from texpress.codec.shipped import by_name
+from texpress.codec.threads import coding_threads
 from texpress.samples import sample_photos
 name, width, height, level, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 codec = Codec.from_checkpoint(by_name(name).path)
@@ -212,8 +214,9 @@ image = codec.load(np.ascontiguousarray(np.tile(photo, reps)[:height, :width]))
 effort = refine.EFFORTS[level]
 effort = refine.Effort(level, steps, effort.lr, effort.surrogate, effort.schedule) if level else None
 t0 = time.perf_counter()
-with refine.fixed_threads():
-    data = codec._encode(image, None, effort, codec.objective() if level else None)
+quality = codec.check_quality(None)
+with coding_threads():
+    data = codec._encode(image, None, quality, effort, codec.objective(quality=quality) if level else None)
 print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": len(data),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -244,14 +247,15 @@ def compare(model: str, images: list[np.ndarray], configs: dict[str, dict]) -> d
     from texpress.codec.shipped import by_name
 
     codec = Codec.from_checkpoint(by_name(model).path)
-    objective = codec.objective()
+    quality = codec.check_quality(None)
+    objective = codec.objective(quality=quality)
     out = {}
     for name, cfg in configs.items():
         rows, t0 = [], time.perf_counter()
         for rgb in images:
             effort = refine.Effort(9, **cfg) if cfg.get("iterations") else None
-            with refine.fixed_threads():
-                data = codec._encode(codec.load(rgb), None, effort, objective)
+            with coding_threads():
+                data = codec._encode(codec.load(rgb), None, quality, effort, objective)
             rec = np.asarray(codec.decompress(data).convert("RGB"))
             bpp = metrics.bpp(len(data), rgb.shape[1], rgb.shape[0])
             mse = float(np.mean((rec.astype(np.float64) - rgb) ** 2))
@@ -283,15 +287,17 @@ def texture(model: str, images: list[np.ndarray], level: int) -> dict:
     from texpress.evaluate.texture import TextureReference
 
     codec = Codec.from_checkpoint(by_name(model).path)
-    rd = codec.objective()
+    quality = codec.check_quality(None)
+    rd = codec.objective(quality=quality)
     runs = {"effort 0": None, f"effort {level}, R-D": rd,
             f"effort {level}, rate only": refine.Objective(rd.lam, rd.k_m, rate_only=True)}
     out = {}
     for name, objective in runs.items():
         rows = []
         for rgb in images:
-            with refine.fixed_threads():
-                data = codec._encode(codec.load(rgb), None, refine.EFFORTS[level] if objective else None, objective)
+            with coding_threads():
+                data = codec._encode(codec.load(rgb), None, quality, refine.EFFORTS[level] if objective else None,
+                                     objective)
             rec = np.asarray(codec.decompress(data).convert("RGB"))
             tex = TextureReference.of(rgb).scores(rec)
             rows.append((metrics.bpp(len(data), rgb.shape[1], rgb.shape[0]), metrics.psnr(rgb, rec),
@@ -352,7 +358,7 @@ def main() -> None:
         efforts = sorted({r["effort"] for r in rows.values()})
         summary = {**{k: runs[0][k] for k in ("images", "image_names", "curve", "models")},
                    **summarise(list(rows.values()), models, efforts), "classical": runs[0]["classical"],
-                   "levels": [vars(e) for e in refine.EFFORTS], "refine_threads": refine.REFINE_THREADS,
+                   "levels": [vars(e) for e in refine.EFFORTS], "refine_threads": CODING_THREADS,
                    "from": [str(f) for f in args.replot], "rows": list(rows.values())}
         print_table(summary, models, summary["classical"])
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
@@ -384,7 +390,7 @@ def main() -> None:
     summary = {"images": len(images), "image_names": [item.name for item in items],
                "curve": models[0].model.curve, "models": [m.name for m in models], **summarise(rows, models, efforts),
                "classical": classical, "levels": [vars(e) for e in levels(models)],
-               "refine_threads": refine.REFINE_THREADS, "torch": torch.__version__,
+               "refine_threads": CODING_THREADS, "torch": torch.__version__,
                "cpu": platform.processor() or platform.machine(), "rows": rows}
     print_table(summary, models, classical)
     args.json.parent.mkdir(parents=True, exist_ok=True)

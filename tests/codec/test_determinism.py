@@ -124,3 +124,30 @@ def test_gpu_encode_decodes_the_same_latents_on_the_cpu(lite_ckpt, photos):
             a = np.asarray(gpu.decompress(data)).astype(int)
             b = np.asarray(cpu.decompress(data)).astype(int)
             assert np.abs(a - b).max() <= 1
+
+
+def test_coding_runs_under_the_fixed_thread_count_and_restores_it(lite_ckpt, photos):
+    """oneDNN splits a conv's sums by thread count (on an 8 x 8 latent, 1 and 2 threads differ in the
+    last bit), so the encoder, hyper-synthesis and generator run under CODING_THREADS whatever the
+    process uses, and the process gets its own count back."""
+    import torch
+
+    from texpress.codec.api import Codec
+    from texpress.codec.threads import CODING_THREADS
+
+    codec = Codec.from_checkpoint(lite_ckpt)
+    seen = []
+    for part in (codec.model.encoder, codec.model.h_s, codec.model.generator):
+        part.register_forward_pre_hook(lambda mod, args: seen.append(torch.get_num_threads()))
+    rgb = np.asarray(Image.open(photos[0]).convert("RGB"))[:128, :128]
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        pixels = {np.asarray(codec.decompress(codec.compress(rgb))).tobytes()}
+        assert torch.get_num_threads() == 3
+        torch.set_num_threads(2)
+        pixels.add(np.asarray(codec.decompress(codec.compress(rgb))).tobytes())
+    finally:
+        torch.set_num_threads(before)
+    assert len(pixels) == 1
+    assert seen and set(seen) == {CODING_THREADS}

@@ -24,6 +24,7 @@ from texpress.codec.config import ModelConfig
 from texpress.codec.imageio import ImageSource, LoadedImage, default_max_pixels, load_image
 from texpress.codec.model import PAD_MULTIPLE, TexpressModel, pad_to_multiple, padding
 from texpress.codec.png import write_png
+from texpress.codec.threads import coding_threads
 from texpress.errors import BitstreamError, CheckpointError, ConfigError, ModelMismatchError
 
 
@@ -140,9 +141,10 @@ class Codec:
         level = self.check_effort(effort)
         quality = self.check_quality(quality)
         if level == 0:
-            return self._encode(image, tile, quality)
+            with coding_threads():
+                return self._encode(image, tile, quality)
         objective = self.objective(refine.check_lambda(lam), quality)
-        with refine.fixed_threads():
+        with coding_threads():
             return self._encode(image, tile, quality, refine.levels_for(self.model)[level], objective, on_step)
 
     @torch.inference_mode()
@@ -269,6 +271,10 @@ class Decoding:
     @torch.inference_mode()
     def latent(self) -> torch.Tensor:
         """y_hat of the whole image (format 1: one string with CompressAI's escape coding)."""
+        with coding_threads():
+            return self._latent()
+
+    def _latent(self) -> torch.Tensor:
         codec, p, h = self.codec, self.payload, self.header
         model, (z_tables, y_tables) = codec.model, codec.tables
         z_shape = (1, codec.config.hyper_channels, h.z_h, h.z_w)
@@ -307,7 +313,12 @@ class Decoding:
         y_hat = self.latent()
         out_grid = tiling.Grid.for_image(h.height, h.width)
         halo = tiling.generator_halo(self.codec.config)
-        yield from tiling.generate_bands(self.codec.model.generator, y_hat, out_grid, halo, h.height, h.width)
+
+        def generate(y: torch.Tensor) -> torch.Tensor:
+            with coding_threads():
+                return self.codec.model.generator(y)
+
+        yield from tiling.generate_bands(generate, y_hat, out_grid, halo, h.height, h.width)
 
 
 def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:

@@ -90,7 +90,10 @@ def save_checkpoint(model: TexpressModel, path: str | os.PathLike, *, meta: dict
                   "fingerprint": fp, "meta": json.dumps(meta)}
         write_atomic(path, writer=lambda p: save_file(state, str(p), metadata=header))
     else:
-        payload = {"format": FORMAT, "format_version": version, "config": model.config.to_dict(),
+        # through JSON: pickle shares equal objects by identity, so a config built in code and the same
+        # config read back from a file would otherwise give different bytes for the same checkpoint
+        config, meta = json.loads(json.dumps(model.config.to_dict())), json.loads(json.dumps(meta))
+        payload = {"format": FORMAT, "format_version": version, "config": config,
                    "fingerprint": fp, "meta": meta, "state_dict": state}
         write_atomic(path, writer=lambda p: torch.save(payload, p))
     return fp

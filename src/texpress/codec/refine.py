@@ -14,9 +14,10 @@ order. Each piece optimises its own y and z while its neighbours' latents, alrea
 the encoder's, give the generator and the hyper-synthesis their halos (codec.tiling), so the
 latents of the whole image stay one consistent field and the decoded tiles join without seams.
 
-Determinism: the noise comes from a generator seeded per piece, and the whole encode runs under a
-fixed intra-op thread count (REFINE_THREADS), because float reductions, and with them the rounding
-of a latent near .5, change with the number of threads. Same input, model and effort: same bytes.
+Determinism: the noise comes from a generator seeded per piece, and the whole encode runs under the
+fixed intra-op thread count of every coding (codec.threads), because float reductions, and with them
+the rounding of a latent near .5, change with the number of threads. Same input, model and effort:
+same bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from texpress.codec.model import DOWNSCALE, PAD_MULTIPLE, TexpressModel
 from texpress.errors import ConfigError
 
 REFINE_TILE = 512  # pixels per side of a refined piece: bounds the activations kept for the backward pass
-REFINE_THREADS = 1  # the intra-op thread count every encode at effort > 0 runs under (same bytes everywhere)
 HIFIC_K_M = 0.075 * 2**-5  # the MSE weight (0-255 scale) every shipped model was trained with
 SEED = 0x7E5
 
@@ -123,16 +123,6 @@ def objective_for(meta: dict, shipped: dict, lam: float | None = None) -> Object
     if lam is None:
         raise ConfigError("the model records no rate weight (lambda) to refine against; pass --lambda")
     return Objective(lam=float(lam), k_m=float(record.get("k_m", HIFIC_K_M)))
-
-
-@contextmanager
-def fixed_threads(n: int = REFINE_THREADS) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextmanager
