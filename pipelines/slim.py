@@ -51,7 +51,8 @@ def main() -> int:
         run_cfg = distill_config(train_cfg.replace(rd_steps=cfg.steps, gan_steps=0, disc_warmup_steps=0, warmup_steps=0,
                                                    lr=cfg.lr), TEACHER, trainable, weight=cfg.distill_weight,
                                  feature_weight=cfg.feature_weight)
-        outcome = train_single(run_cfg, loader_cfg, OUT, shards=SHARDS, init_from=init)
+        # float32 on every CPU: the stage's output (and dvc.lock) must not depend on the CPU's bfloat16 support
+        outcome = train_single(run_cfg, loader_cfg, OUT, shards=SHARDS, init_from=init, amp=False)
         record_student_meta(outcome.model_path, meta)
     except TexpressError as exc:
         return fail(str(exc)).exit_code

@@ -288,3 +288,45 @@ def test_a_variable_rate_checkerboard_model_trains_in_bf16():
     assert not torch.equal(gains, model.gains.log_gain) and not torch.equal(context, model.context.refine[-1].weight)
     lk = {"y": torch.full((2, 1, 2, 2), 0.5)}
     assert weighted_rate(lk, torch.tensor([1.0, 3.0]), 4).item() == pytest.approx((1 * 4 + 3 * 4) / 2 / 4)
+
+
+def test_cpu_precision_default_follows_the_cpus_bfloat16_instructions(monkeypatch):
+    """No flag: bfloat16 autocast with channels_last on a CPU with bfloat16 instructions, float32
+    elsewhere and on CUDA; --amp and --fp32 decide for themselves, and together they are refused."""
+    from texpress.train import device as device_mod
+    from texpress.train.options import OPTIONS, plan
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: True)
+    assert device_mod.pick_precision(cpu, None) == device_mod.Precision(torch.bfloat16, True)
+    assert device_mod.pick_precision(cpu, False) == device_mod.Precision(None, False)
+    assert device_mod.pick_precision(cuda, None) == device_mod.Precision(None, False)
+    assert device_mod.pick_precision(cuda, True) == device_mod.Precision(torch.bfloat16, False)
+    monkeypatch.setattr(device_mod, "native_bf16", lambda: False)
+    assert device_mod.pick_precision(cpu, None).name == "fp32"
+    assert device_mod.pick_precision(cpu, True).name == "bf16-channels-last"
+
+    values = {o.name: o.default for o in OPTIONS} | {"backend": "torch", "images": "x"}
+    assert [plan(values | flags, local_params=False).amp for flags in ({}, {"amp": True}, {"fp32": True})] == [
+        None, True, False]
+    with pytest.raises(ConfigError, match="--amp and --fp32"):
+        plan(values | {"amp": True, "fp32": True}, local_params=False)
+
+
+def test_channels_last_bf16_steps_match_the_contiguous_ones_closely():
+    """The CPU default's memory order changes how the convolutions run, not what the model learns: two
+    steps from the same start land within bfloat16 noise of the contiguous run."""
+    from texpress.train.state import open_session
+
+    cfg = TrainConfig(preset="lite", rd_steps=2, gan_steps=0)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for channels_last in (False, True):
+        s = open_session(cfg, device=torch.device("cpu"), data_seed=0)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        s.t.codec.to(memory_format=fmt)
+        torch.manual_seed(0)
+        stats = [train_step(s.t, x.contiguous(memory_format=fmt), step, cfg, s.loss_fn, s.rate, amp=torch.bfloat16)
+                 for step in range(2)]
+        runs.append(stats[-1]["loss_rd"])
+    assert runs[1] == pytest.approx(runs[0], rel=0.05)

@@ -28,7 +28,7 @@ def train(**values: Any) -> None:
     err_console.print(p.start_line(), highlight=False)
     if p.backend == "torch":
         outcome = train_single(p.cfg, p.loader_cfg, values["out"], images=values["images"], shards=values["shards"],
-                               val=values["val"], init_from=init_path, device=values["device"], amp=values["amp"],
+                               val=values["val"], init_from=init_path, device=values["device"], amp=p.amp,
                                time_limit=values["time_limit"], mlflow=not values["no_mlflow"])
         for line in summary_lines(outcome):
             out_console.print(Text(line))

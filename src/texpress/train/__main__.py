@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
             raise TexpressError("python -m texpress.train trains in this process: use `texpress train` for Ray")
         print(p.start_line(), file=sys.stderr)
         outcome = train_single(p.cfg, p.loader_cfg, values["out"], images=values["images"], shards=values["shards"],
-                               val=values["val"], init_from=p.init_from, device=values["device"], amp=values["amp"],
+                               val=values["val"], init_from=p.init_from, device=values["device"], amp=p.amp,
                                time_limit=values["time_limit"], mlflow=not values["no_mlflow"])
     except TexpressError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -78,12 +78,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("storage_path", ("--storage-path",), str, "Where Ray keeps runs and checkpoints (default: "
            "train.storage_path)."),
     Option("device", ("--device",), str, "--backend torch: cpu, cuda, cuda:N (default: cuda if any)."),
-    Option("amp", ("--amp",), bool, "--backend torch: bfloat16 autocast of the forward passes.", default=False),
+    Option("amp", ("--amp",), bool, "--backend torch: bfloat16 autocast of the forward passes on any device (the "
+           "default on a CPU with bfloat16 instructions, with channels_last).", default=False),
+    Option("fp32", ("--fp32",), bool, "--backend torch: float32 even on a CPU with bfloat16 instructions.",
+           default=False),
     Option("time_limit", ("--time-limit",), float, "--backend torch: stop after this many seconds with a checkpoint "
            "(the same command continues)."),
     Option("no_mlflow", ("--no-mlflow",), bool, "--backend torch: do not log to MLflow.", default=False),
 )
-TORCH_ONLY = ("images", "val", "device", "time_limit", "amp", "no_mlflow")
+TORCH_ONLY = ("images", "val", "device", "time_limit", "amp", "fp32", "no_mlflow")
 
 
 @dataclass
@@ -95,6 +98,11 @@ class Plan:
     loader_cfg: LoaderConfig
     init_from: Path | str | None
     values: dict[str, Any]
+
+    @property
+    def amp(self) -> bool | None:
+        """--amp True, --fp32 False, neither None (the device decides: train.device.pick_precision)."""
+        return True if self.values.get("amp") else False if self.values.get("fp32") else None
 
     def start_line(self) -> str:
         """The line a training starts with: what it trains, for how long, where, on which crops."""
@@ -133,6 +141,8 @@ def plan(values: dict[str, Any], local_params: bool = True) -> Plan:
             raise ConfigError("--shards is required (or --backend torch with --images)")
     if v["params"] is not None and not Path(v["params"]).is_file():
         raise ConfigError(f"{v['params']}: no such params file")
+    if v.get("amp") and v.get("fp32"):
+        raise ConfigError("--amp and --fp32 contradict each other: give one")
     cfg, loader_cfg = load_configs(v["params"], local_params)
     if v["preset"] is not None:
         get_preset(v["preset"])  # unknown names fail here with the list of presets

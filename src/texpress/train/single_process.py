@@ -32,7 +32,7 @@ import torch
 from texpress.errors import InputError, TexpressError, TrainingError
 from texpress.train.checkpoints import CHECKPOINT_DIR, load_resume, save_checkpoint_pair
 from texpress.train.config import TrainConfig
-from texpress.train.device import pick_device, tune_for
+from texpress.train.device import Precision, pick_device, pick_precision, tune_for
 from texpress.train.identity import run_identity
 from texpress.train.inputs import check_inputs, data_version, photo_inputs, shard_batches, shard_val_items
 from texpress.train.state import MODEL_FILE, Session, open_session, read_init, write_run_record
@@ -59,7 +59,7 @@ class SingleOutcome:
 
 def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, images: str | os.PathLike | None = None,
                  shards: str | None = None, val: str | os.PathLike | None = None,
-                 init_from: str | os.PathLike | None = None, device: str | None = None, amp: bool = False,
+                 init_from: str | os.PathLike | None = None, device: str | None = None, amp: bool | None = None,
                  time_limit: float | None = None, mlflow: bool = True,
                  tracking_dir: str | os.PathLike | None = None) -> SingleOutcome:
     """Train in this process; resume from OUT/checkpoints when they are there."""
@@ -68,12 +68,13 @@ def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, im
     images = Path(images) if images is not None else None
     check_inputs(images, shards, out_dir)
     dev = pick_device(device)
-    amp_dtype = torch.bfloat16 if amp else None
+    precision = pick_precision(dev, amp)
     tune_for(dev)
     init = read_init(init_from) if init_from is not None else None
     version = data_version(images, shards)
     init_id = (init.get("fingerprint") or init["source"]) if init is not None else None
-    identity = run_identity(cfg, loader_cfg, version, init_id, amp=amp)
+    identity = run_identity(cfg, loader_cfg, version, init_id, amp=precision.amp is not None,
+                            **({"channels_last": True} if precision.channels_last else {}))
     ckpt_dir = out_dir / CHECKPOINT_DIR
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,10 +86,13 @@ def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, im
     commit = git_commit()
     tags = {"data_version": version, "git_commit": commit or "unknown", "preset": s.preset,
             "backend": "torch", "device": str(dev), "output": str(out_dir.resolve()), "run_identity": identity}
-    params = {"init_from": s.warm_start or "none", "data": str(images or shards), "amp": str(amp)}
+    if precision.channels_last:
+        s.t.codec.to(memory_format=torch.channels_last)
+        s.t.disc.to(memory_format=torch.channels_last)
+    params = {"init_from": s.warm_start or "none", "data": str(images or shards), "precision": precision.name}
     tracker, uri = open_tracker(mlflow, s, loader_cfg, params=params, tags=tags, tracking_dir=tracking_dir)
     try:
-        return _run(s, loader_cfg, out_dir, ckpt_dir, identity, images, shards, val, tracker, uri, amp_dtype,
+        return _run(s, loader_cfg, out_dir, ckpt_dir, identity, images, shards, val, tracker, uri, precision,
                     time_limit, tags, started)
     except KeyboardInterrupt:
         tracker.fail(f"interrupted at step {s.step}", status="KILLED")
@@ -103,7 +107,7 @@ def train_single(cfg: TrainConfig, loader_cfg, out_dir: str | os.PathLike, *, im
         raise TrainingError(f"training failed at step {s.step}: {reason}") from exc
 
 
-def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, val, tracker, uri, amp_dtype,
+def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, val, tracker, uri, precision: Precision,
          time_limit, tags, started) -> SingleOutcome:
     cfg = s.cfg
     if images is not None:
@@ -115,7 +119,7 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
     if cfg.val_images > 0 and not val_items:
         say("no validation images (--val DIR, or the val split of the shards): validation is skipped")
     say(f"training {cfg.total_steps} steps ({cfg.rd_steps} rate-distortion + {cfg.gan_steps} adversarial) on "
-        f"{s.device}, {loader_cfg.batch_size} x {loader_cfg.patch_size}-px crops, {s.where()}"
+        f"{s.device} ({precision.name}), {loader_cfg.batch_size} x {loader_cfg.patch_size}-px crops, {s.where()}"
         + (f"; MLflow run {s.run_id}" if s.run_id else ""))
 
     def checkpoint(step: int, stats: dict) -> None:
@@ -124,7 +128,8 @@ def _run(s: Session, loader_cfg, out_dir, ckpt_dir, identity, images, shards, va
     validate = (lambda step: log_validation(s, val_items, tracker, step)) if val_items else None
     with StopRequest(time_limit) as stop:
         result = run_steps(s, batches, Hooks(tracker=tracker, validate=validate, checkpoint=checkpoint,
-                                             should_stop=stop), amp=amp_dtype)
+                                             should_stop=stop),
+                           amp=precision.amp, channels_last=precision.channels_last)
     common = dict(out_dir=out_dir, step=s.step, mlflow_run_id=s.run_id or "", tracking_uri=uri, device=str(s.device),
                   resumed_from=s.resumed_from, throughput=result.throughput)
     if result.stopped:

@@ -95,8 +95,9 @@ class _Window:
 
 
 def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank: int = 0, world: int = 1,
-              amp: torch.dtype | None = None) -> LoopResult:
-    """Train from s.step to s.cfg.total_steps (or until hooks.should_stop())."""
+              amp: torch.dtype | None = None, channels_last: bool = False) -> LoopResult:
+    """Train from s.step to s.cfg.total_steps (or until hooks.should_stop()); the batches in
+    channels_last order when the models are (the single-process trainer's CPU default)."""
     cfg, total = s.cfg, s.cfg.total_steps
     timer, window = Timer(), _Window()
     last: dict[str, float] = {}
@@ -105,6 +106,8 @@ def run_steps(s: Session, batches: Iterator[torch.Tensor], hooks: Hooks, *, rank
     while s.step < total:
         t0 = time.perf_counter()
         x = next(batches).to(s.device, non_blocking=non_blocking)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         mpx_per_step = x.shape[0] * x.shape[-2] * x.shape[-1] * world / 1e6
         t1 = time.perf_counter()
         torch.manual_seed(step_seed(cfg.seed, s.step, rank))
