@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import pytest
@@ -313,12 +315,14 @@ def test_cpu_precision_default_follows_the_cpus_bfloat16_instructions(monkeypatc
         plan(values | {"amp": True, "fp32": True}, local_params=False)
 
 
-def test_channels_last_bf16_steps_match_the_contiguous_ones_closely():
+def test_channels_last_bf16_steps_match_the_contiguous_ones_closely(tmp_path):
     """The CPU default's memory order changes how the convolutions run, not what the model learns: two
-    steps from the same start land within bfloat16 noise of the contiguous run."""
+    steps from the same start land within bfloat16 noise of the contiguous run, and the channels_last
+    model (1x1 context convs included) has the same fingerprint and checkpoint as its contiguous copy."""
+    from texpress.codec.checkpoint import fingerprint
     from texpress.train.state import open_session
 
-    cfg = TrainConfig(preset="lite", rd_steps=2, gan_steps=0)
+    cfg = TrainConfig(preset="lite-vr", rd_steps=2, gan_steps=0)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     runs = []
     for channels_last in (False, True):
@@ -330,3 +334,7 @@ def test_channels_last_bf16_steps_match_the_contiguous_ones_closely():
                  for step in range(2)]
         runs.append(stats[-1]["loss_rd"])
     assert runs[1] == pytest.approx(runs[0], rel=0.05)
+    model = s.t.codec
+    fp = fingerprint(model)
+    assert fingerprint(copy.deepcopy(model).to(memory_format=torch.contiguous_format)) == fp
+    assert save_checkpoint(model, tmp_path / "cl.ckpt", update=False) == fp

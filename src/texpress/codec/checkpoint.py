@@ -29,10 +29,10 @@ def fingerprint(model: TexpressModel) -> str:
     Two models decode each other's bitstreams only if their fingerprints match."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # flat: a channels_last (N, C, 1, 1) counts as contiguous
         h.update(name.encode())
         h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
+        h.update(str(tuple(tensor.shape)).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:32]
 
