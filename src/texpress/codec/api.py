@@ -239,7 +239,8 @@ class Codec:
 
         decompress(compress(x)) equals this exactly; tests hold the codec to it."""
         image = self.load(source)
-        x_hat = self.model(to_tensor(image.rgb), self.check_quality(quality))["x_hat"]
+        with coding_threads():
+            x_hat = self.model(to_tensor(image.rgb), self.check_quality(quality))["x_hat"]
         return restore_mode(to_uint8(x_hat, image.height, image.width), image.mode, image.alpha)
 
     @torch.inference_mode()
